@@ -1,0 +1,48 @@
+"""The transport contract the coordinator talks to; bleak and the simulator both fulfil it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from battery_hawk.models import Advertisement
+
+__all__ = ["Link", "NotifyCallback", "Transport"]
+
+NotifyCallback = Callable[[bytes], None]
+
+
+class Link(Protocol):
+    """An open connection to one device. Methods raise TransportError subclasses."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def write(self, char_uuid: str, data: bytes, *, response: bool = True) -> None: ...
+
+    async def read(self, char_uuid: str) -> bytes: ...
+
+    async def start_notify(self, char_uuid: str, callback: NotifyCallback) -> None: ...
+
+    async def stop_notify(self, char_uuid: str) -> None: ...
+
+    async def wait_disconnected(self) -> None:
+        """Return when the link has dropped (for streaming devices)."""
+        ...
+
+
+class Transport(Protocol):
+    """Scans and connects. One per adapter; it serialises scanning and connecting."""
+
+    def connect(
+        self, address: str, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[Link]: ...
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """Advertisements as they arrive, for as long as the caller iterates."""
+        ...
+
+    async def scan(self, timeout: float) -> list[Advertisement]:
+        """One discovery pass: the latest advertisement of each device seen."""
+        ...

@@ -1,0 +1,73 @@
+"""The one exception tree of battery-hawk; foreign errors are translated at the edges."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatteryHawkError",
+    "CircuitOpenError",
+    "ConfigError",
+    "ConnectTimeoutError",
+    "DecodeError",
+    "DeviceDisconnectedError",
+    "DeviceNotFoundError",
+    "InProgressError",
+    "NotAReading",
+    "OutOfSlotsError",
+    "PayloadError",
+    "TransportError",
+]
+
+
+class BatteryHawkError(Exception):
+    """Root of every error battery-hawk raises on purpose."""
+
+
+class ConfigError(BatteryHawkError):
+    """The configuration is invalid; the message names the file, the key and the fault."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.reason = message
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DecodeError(BatteryHawkError, ValueError):
+    """A frame could not be decoded into a reading (garbage, short, wrong key, wrong type)."""
+
+
+class NotAReading(DecodeError):
+    """A well-formed frame that carries no reading (an echo, a version reply): skip it."""
+
+
+class PayloadError(BatteryHawkError, ValueError):
+    """An MQTT payload cannot be serialised; it is rejected, never queued."""
+
+
+class TransportError(BatteryHawkError):
+    """A BLE transport failure, translated from bleak / BlueZ at the ble/ edge."""
+
+
+class DeviceNotFoundError(TransportError):
+    """The device is not known to the adapter (not advertising, out of range)."""
+
+
+class OutOfSlotsError(TransportError):
+    """The adapter has no free connection slot."""
+
+
+class InProgressError(TransportError):
+    """BlueZ answered org.bluez.Error.InProgress: another operation holds the adapter."""
+
+
+class ConnectTimeoutError(TransportError):
+    """Connecting, or waiting for a reply, took longer than allowed."""
+
+
+class DeviceDisconnectedError(TransportError):
+    """The link dropped while it was in use."""
+
+
+class CircuitOpenError(TransportError):
+    """The device's circuit breaker is open: it is not tried until its recovery timeout."""

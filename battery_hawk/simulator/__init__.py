@@ -1,0 +1,1 @@
+"""battery_hawk.simulator."""
