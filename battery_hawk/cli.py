@@ -1,0 +1,185 @@
+"""The ``battery-hawk`` command: run, demo, scan, read, check-config.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from battery_hawk import __version__
+from battery_hawk.config import Config, load_config
+from battery_hawk.errors import BatteryHawkError, ConfigError
+from battery_hawk.logs import setup_logging
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "/etc/battery-hawk/battery-hawk.yaml"
+
+_log = logging.getLogger("battery_hawk")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=None, metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING or ERROR (default: the config's, else INFO)")
+    common.add_argument("--log-format", choices=("text", "json"), default=None,
+                        help="text for a terminal, json for log collectors")
+    with_config = argparse.ArgumentParser(add_help=False)
+    with_config.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
+                             help=f"YAML configuration (default: {DEFAULT_CONFIG})")
+
+    parser = argparse.ArgumentParser(
+        prog="battery-hawk",
+        description="Read BLE battery monitors (BM2, BM6, BM7, Victron, Battery Service) "
+        "and publish every reading to MQTT, Home-Assistant style.",
+        epilog="New here? Try 'battery-hawk demo': no broker, adapter or config needed.",
+    )
+    parser.add_argument("--version", action="version", version=f"battery-hawk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common, with_config], help="run the daemon (what systemd starts)",
+                   description="Run the daemon with the given configuration until SIGTERM.")
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="zero-setup demo: embedded broker and simulated devices",
+        description="Start an embedded MQTT broker, simulated devices of every supported "
+        "family and the whole daemon pipeline, and show the readings live. Ctrl-C ends it.",
+    )
+    demo.add_argument("--duration", type=float, default=None, metavar="S",
+                      help="stop after S seconds (default: run until Ctrl-C)")
+    demo.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="number of simulated devices (default: one of each family)")
+    demo.add_argument("--port", type=int, default=1883, metavar="P",
+                      help="broker port; a free one is picked if P is taken (default 1883)")
+    demo.add_argument("--interval", type=float, default=None, metavar="S",
+                      help="seconds between readings of each device (default 2, or 1 with --devices)")
+    demo.add_argument("--fault", choices=("broker",), default=None,
+                      help="'broker': stop and restart the embedded broker every 20 s")
+    demo.add_argument("--no-live", action="store_true",
+                      help="no live view; log lines only (for scripts and benchmarks)")
+    demo.add_argument("--storage", default=None, metavar="DIR",
+                      help="where seq counters are kept (default: a temporary folder)")
+
+    scan = sub.add_parser("scan", parents=[common],
+                          help="list nearby devices and the family each is recognised as")
+    scan.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    scan.add_argument("--adapter", default="hci0")
+
+    read = sub.add_parser("read", parents=[common], help="one reading from one device, as JSON")
+    read.add_argument("address", help="the device's MAC address")
+    read.add_argument("--type", required=True, dest="type_", metavar="T",
+                      help="device type, e.g. bm6, bm2, bm7, victron, bas")
+    read.add_argument("--key", default=None, metavar="HEX", help="AES key override (hex)")
+    read.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    read.add_argument("--adapter", default="hci0")
+
+    sub.add_parser("check-config", parents=[common, with_config],
+                   help="validate the configuration and print it, secrets masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run a subcommand; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
+        return int(exc.code or 0)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"battery-hawk: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BatteryHawkError as exc:
+        print(f"battery-hawk: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command in ("run", "check-config"):
+        config = load_config(args.config)
+        setup_logging(args.log_level or config.logging.level,
+                      args.log_format or config.logging.format)
+        if command == "check-config":
+            return _check_config(args.config, config)
+        from battery_hawk.app import run_daemon
+
+        return asyncio.run(run_daemon(config))
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    if command == "demo":
+        from battery_hawk.demo import DemoOptions, run_demo
+
+        if args.devices is not None and args.devices < 1:
+            raise ConfigError("must be at least 1", key="--devices")
+        return asyncio.run(run_demo(DemoOptions(
+            duration=args.duration, devices=args.devices, port=args.port,
+            interval=args.interval, fault=args.fault, live=not args.no_live,
+            storage=args.storage,
+        )))
+    if command == "scan":
+        return asyncio.run(_scan(args.adapter, args.timeout))
+    return asyncio.run(_read(args))
+
+
+def _check_config(path: str, config: Config) -> int:
+    print(f"# {path}: valid. Effective configuration, secrets masked:")
+    print(yaml.safe_dump(_plain(config.masked()), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+async def _scan(adapter: str, timeout: float) -> int:
+    from battery_hawk.ble.commands import scan_command
+
+    found = await scan_command(adapter, timeout)
+    if not found:
+        print("no devices seen")
+        return EXIT_OK
+    print(f"{'ADDRESS':<18} {'RSSI':>5}  {'FAMILY':<8} NAME")
+    for adv, family in sorted(found, key=lambda item: -(item[0].rssi or -999)):
+        rssi = "" if adv.rssi is None else str(adv.rssi)
+        print(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} {adv.name or ''}")
+    return EXIT_OK
+
+
+async def _read(args: argparse.Namespace) -> int:
+    from battery_hawk.ble.commands import read_command
+    from battery_hawk.protocols import DRIVERS
+
+    type_name = args.type_.lower()
+    if type_name not in DRIVERS:
+        raise ConfigError(f"unknown device type {type_name!r}; known types: "
+                          f"{', '.join(sorted(DRIVERS))}", key="--type")
+    key: bytes | None = None
+    if args.key is not None:
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            raise ConfigError("expected a hex string", key="--key") from None
+    reading = await read_command(args.adapter, args.address.upper(), type_name, key,
+                                 args.timeout)
+    print(json.dumps({"address": args.address.upper(), "type": type_name,
+                      **dataclasses.asdict(reading)}, indent=2))
+    return EXIT_OK

@@ -1,0 +1,353 @@
+"""The YAML configuration, loaded once into frozen dataclasses.
+
+Every fault raises ConfigError naming the file, the key path (``mqtt.port``) and what was
+wrong. Unknown keys are faults too: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from battery_hawk.errors import ConfigError
+
+__all__ = [
+    "PASSWORD_ENV",
+    "AlertConfig",
+    "BluetoothConfig",
+    "Config",
+    "DeviceConfig",
+    "HttpConfig",
+    "LoggingConfig",
+    "MqttConfig",
+    "StorageConfig",
+    "TLSConfig",
+    "load_config",
+    "parse_config",
+]
+
+PASSWORD_ENV = "BATTERY_HAWK_MQTT_PASSWORD"
+_MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _bounds(lo: float | None = None, hi: float | None = None, *, above: bool = False) -> Any:
+    """Field metadata: the inclusive range (or strictly above ``lo``) a number must be in."""
+    return {"lo": lo, "hi": hi, "above": above}
+
+
+def _choice(*options: str) -> Any:
+    return {"choices": options}
+
+
+@dataclass(frozen=True, slots=True)
+class BluetoothConfig:
+    adapter: str = "hci0"
+    scan_interval: float = field(default=30.0, metadata=_bounds(0, above=True))
+    connect_timeout: float = field(default=20.0, metadata=_bounds(0, above=True))
+    max_concurrent_connections: int = field(default=1, metadata=_bounds(1, 10))
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    enabled: bool = False
+    ca_cert: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    enabled: bool = True
+    broker: str = "localhost"
+    port: int = field(default=1883, metadata=_bounds(1, 65535))
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    topic_prefix: str = "battery_hawk"
+    discovery_prefix: str = "homeassistant"
+    qos: int = field(default=1, metadata=_bounds(0, 2))
+    keepalive: int = field(default=60, metadata=_bounds(5, 3600))
+    max_retries: int = field(default=10, metadata=_bounds(0))
+    initial_retry_delay: float = field(default=1.0, metadata=_bounds(0, above=True))
+    max_retry_delay: float = field(default=300.0, metadata=_bounds(0, above=True))
+    backoff_multiplier: float = field(default=2.0, metadata=_bounds(1))
+    jitter_factor: float = field(default=0.1, metadata=_bounds(0, 1))
+    connection_timeout: float = field(default=30.0, metadata=_bounds(0, above=True))
+    health_check_interval: float = field(default=60.0, metadata=_bounds(0, above=True))
+    message_queue_size: int = field(default=1000, metadata=_bounds(1))
+    message_retry_limit: int = field(default=3, metadata=_bounds(0))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Thresholds for a 12 V battery by default; null switches an alert off."""
+
+    low_voltage: float | None = field(default=11.8, metadata=_bounds(0))
+    low_soc: float | None = field(default=20.0, metadata=_bounds(0, 100))
+    high_temperature: float | None = field(default=55.0, metadata=_bounds(-40, 150))
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    address: str
+    type: str
+    name: str | None = None
+    id: str | None = None
+    poll_interval: float = field(default=60.0, metadata=_bounds(1))
+    key: bytes | None = field(default=None, repr=False)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+
+    @property
+    def device_id(self) -> str:
+        """The id used in topics: the configured id, or the MAC in lower case without colons."""
+        return self.id or self.address.replace(":", "").lower()
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.type.upper()} {self.address[-5:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: int = field(default=9105, metadata=_bounds(0, 65535))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = field(default="INFO", metadata=_choice(*_LOG_LEVELS))
+    format: str = field(default="text", metadata=_choice("text", "json"))
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: str = "/var/lib/battery-hawk"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway_id: str = field(default_factory=lambda: _sanitise_id(socket.gethostname()))
+    bluetooth: BluetoothConfig = field(default_factory=BluetoothConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    devices: tuple[DeviceConfig, ...] = ()
+    http: HttpConfig = field(default_factory=HttpConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret replaced by ***."""
+        data = dataclasses.asdict(self)
+        if data["mqtt"]["password"] is not None:
+            data["mqtt"]["password"] = "***"
+        for device in data["devices"]:
+            if device["key"] is not None:
+                device["key"] = "***"
+        return data
+
+
+def _sanitise_id(raw: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", raw).strip("-") or "battery-hawk"
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate a YAML config file."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=name) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=name) from None
+    return parse_config(data if data is not None else {}, file=name, environ=environ)
+
+
+def parse_config(
+    data: object, *, file: str | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate already-parsed YAML data."""
+    env = os.environ if environ is None else environ
+    config: Config = _Loader(file).build(Config, data, "")
+    mqtt = _resolve_password(config.mqtt, file, env)
+    _check_devices(config.devices, file)
+    return dataclasses.replace(config, mqtt=mqtt)
+
+
+def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]) -> MqttConfig:
+    """password_file, then password, then the environment supply the broker password."""
+    if mqtt.password is not None and mqtt.password_file is not None:
+        raise ConfigError("give either password or password_file, not both", file=file,
+                          key="mqtt.password_file")
+    password = mqtt.password
+    if mqtt.password_file is not None:
+        try:
+            password = Path(mqtt.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {mqtt.password_file}: {exc.strerror or exc}",
+                              file=file, key="mqtt.password_file") from None
+    elif password is None:
+        password = env.get(PASSWORD_ENV) or None
+    if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
+        raise ConfigError("cert_file and key_file go together", file=file, key="mqtt.tls")
+    if mqtt.tls.enabled:
+        for name in ("ca_cert", "cert_file", "key_file"):
+            tls_path = getattr(mqtt.tls, name)
+            if tls_path is not None and not os.access(tls_path, os.R_OK):
+                raise ConfigError(f"cannot read {tls_path}", file=file, key=f"mqtt.tls.{name}")
+    if mqtt.max_retry_delay < mqtt.initial_retry_delay:
+        raise ConfigError("must not be smaller than mqtt.initial_retry_delay", file=file,
+                          key="mqtt.max_retry_delay")
+    return dataclasses.replace(mqtt, password=password)
+
+
+def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
+    from battery_hawk.protocols import DRIVERS  # registry of device families
+
+    seen: dict[str, int] = {}
+    for index, device in enumerate(devices):
+        key = f"devices[{index}]"
+        driver = DRIVERS.get(device.type)
+        if driver is None:
+            known = ", ".join(sorted(DRIVERS))
+            raise ConfigError(f"unknown device type {device.type!r}; known types: {known}",
+                              file=file, key=f"{key}.type")
+        if driver.requires_key and device.key is None:
+            raise ConfigError(f"a {device.type} device needs its key (hex, 32 digits)",
+                              file=file, key=f"{key}.key")
+        for ident in (device.address, device.device_id):
+            if ident in seen:
+                raise ConfigError(f"{ident} is also devices[{seen[ident]}]", file=file, key=key)
+            seen[ident] = index
+
+
+class _Loader:
+    """Builds a dataclass from YAML data, checking types, ranges and unknown keys."""
+
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+
+    def fail(self, path: str, message: str) -> typing.NoReturn:
+        raise ConfigError(message, file=self.file, key=path or None)
+
+    def build(self, cls: type[Any], data: object, path: str) -> Any:
+        if not isinstance(data, dict):
+            self.fail(path, f"expected a mapping, got {_kind(data)}")
+        hints = typing.get_type_hints(cls)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for raw_key, raw_value in data.items():
+            key = str(raw_key)
+            here = f"{path}.{key}" if path else key
+            spec = known.get(key)
+            if spec is None:
+                self.fail(here, f"unknown key (known: {', '.join(known)})")
+            values[key] = self.value(hints[key], raw_value, here, spec.metadata)
+        for name, spec in known.items():
+            no_default = (spec.default is dataclasses.MISSING
+                          and spec.default_factory is dataclasses.MISSING)
+            if name not in values and no_default:
+                self.fail(f"{path}.{name}" if path else name, "missing required key")
+        return cls(**values)
+
+    def value(self, hint: Any, raw: object, path: str, meta: Mapping[str, Any]) -> Any:
+        optional = False
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional = len(args) < len(typing.get_args(hint))
+            hint = args[0]
+            origin = typing.get_origin(hint)
+        if raw is None:
+            if optional:
+                return None
+            self.fail(path, "must not be null")
+        if dataclasses.is_dataclass(hint):
+            return self.build(typing.cast(type[Any], hint), raw, path)
+        if origin is tuple:
+            if not isinstance(raw, list):
+                self.fail(path, f"expected a list, got {_kind(raw)}")
+            item = typing.get_args(hint)[0]
+            return tuple(self.value(item, v, f"{path}[{i}]", {}) for i, v in enumerate(raw))
+        return self.scalar(hint, raw, path, meta)
+
+    def scalar(self, hint: Any, raw: object, path: str, meta: Mapping[str, Any]) -> Any:
+        leaf = path.rsplit(".", 1)[-1]
+        if hint is bool:
+            if not isinstance(raw, bool):
+                self.fail(path, f"expected true or false, got {_kind(raw)}")
+            return raw
+        if hint is bytes:  # device keys: hex strings
+            text = str(raw).replace(" ", "").replace(":", "")
+            try:
+                key = bytes.fromhex(text)
+            except ValueError:
+                self.fail(path, "expected a hex string")
+            if len(key) != 16:
+                self.fail(path, f"expected 16 bytes (32 hex digits), got {len(key)} bytes")
+            return key
+        if hint in (int, float):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                self.fail(path, f"expected a number, got {_kind(raw)}")
+            if hint is int and not float(raw).is_integer():
+                self.fail(path, f"expected a whole number, got {raw}")
+            number = hint(raw)
+            self.check_range(number, path, meta)
+            return number
+        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+            self.fail(path, f"expected a string, got {_kind(raw)}")
+        text = str(raw)
+        if "choices" in meta:
+            normalised = text.upper() if leaf == "level" else text.lower()
+            if normalised not in meta["choices"]:
+                self.fail(path, f"{text!r} is not one of {', '.join(meta['choices'])}")
+            return normalised
+        if leaf == "address":
+            text = text.upper()
+            if not _MAC.match(text):
+                self.fail(path, f"{raw!r} is not a MAC address like AA:BB:CC:DD:EE:FF")
+        elif leaf in ("id", "gateway_id") and not _ID.match(text):
+            self.fail(path, f"{text!r} may hold only letters, digits, '-' and '_'")
+        elif leaf in ("topic_prefix", "discovery_prefix") and (
+            not text or any(c in text for c in "+#") or text.startswith("/")
+            or text.endswith("/")
+        ):
+            self.fail(path, f"{text!r} is not a valid MQTT topic prefix")
+        elif leaf == "type":
+            text = text.lower()
+        return text
+
+    def check_range(self, number: float, path: str, meta: Mapping[str, Any]) -> None:
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if lo is not None:
+            if meta.get("above") and number <= lo:
+                self.fail(path, f"must be greater than {lo}, got {number}")
+            if number < lo:
+                self.fail(path, f"must be at least {lo}, got {number}")
+        if hi is not None and number > hi:
+            self.fail(path, f"must be at most {hi}, got {number}")
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
