@@ -1,0 +1,43 @@
+"""seq counters: one more per reading, kept across restarts, cheap on the disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from battery_hawk.storage import SeqStore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_seq_grows_by_one_per_device(tmp_path: Path) -> None:
+    store = SeqStore(tmp_path)
+    assert [store.next("a"), store.next("a"), store.next("b"), store.next("a")] == [1, 2, 1, 3]
+
+
+def test_seq_survives_restart_after_flush(tmp_path: Path) -> None:
+    store = SeqStore(tmp_path)
+    for _ in range(5):
+        store.next("car")
+    store.flush()
+    assert SeqStore(tmp_path).next("car") == 6
+
+
+def test_counters_are_written_at_most_once_per_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = SeqStore(tmp_path, flush_interval=5.0, clock=clock)
+    store.next("car")
+    assert not (tmp_path / "seq.json").exists()
+    clock.now = 5.0
+    store.next("car")
+    assert SeqStore(tmp_path).last("car") == 2
+
+
+def test_corrupt_file_restarts_counters_instead_of_crashing(tmp_path: Path) -> None:
+    (tmp_path / "seq.json").write_text("{not json")
+    assert SeqStore(tmp_path).next("car") == 1
