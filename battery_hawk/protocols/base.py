@@ -50,9 +50,14 @@ class Driver(ABC):
         self.key = key
 
     @classmethod
-    @abstractmethod
     def recognise(cls, adv: Advertisement) -> bool:
         """Whether an advertisement looks like this family (name, manufacturer id, UUIDs)."""
+        return cls.match(adv) is not None
+
+    @classmethod
+    @abstractmethod
+    def match(cls, adv: Advertisement) -> str | None:
+        """Why an advertisement looks like this family (e.g. "name 'BM6'"), or None."""
 
     @abstractmethod
     def decode(self, frame: bytes) -> Reading:
