@@ -15,6 +15,7 @@ __all__ = [
     "OutOfSlotsError",
     "PayloadError",
     "TransportError",
+    "UnknownDeviceType",
 ]
 
 
@@ -39,6 +40,13 @@ class DecodeError(BatteryHawkError, ValueError):
 
 class NotAReading(DecodeError):
     """A well-formed frame that carries no reading (an echo, a version reply): skip it."""
+
+
+class UnknownDeviceType(BatteryHawkError, KeyError):
+    """A device `type:` that no driver in the protocols registry answers to."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class PayloadError(BatteryHawkError, ValueError):
