@@ -1,1 +1,25 @@
-"""battery_hawk.http."""
+"""HTTP status server: Prometheus /metrics, /health, /api/devices and a status page."""
+
+from battery_hawk.http.metrics import CONTENT_TYPE, Metrics, MqttStatsSource
+from battery_hawk.http.server import HttpServer
+from battery_hawk.http.status import (
+    DeviceStatus,
+    HealthSnapshot,
+    Overall,
+    StatusProvider,
+    device_document,
+    health_document,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DeviceStatus",
+    "HealthSnapshot",
+    "HttpServer",
+    "Metrics",
+    "MqttStatsSource",
+    "Overall",
+    "StatusProvider",
+    "device_document",
+    "health_document",
+]

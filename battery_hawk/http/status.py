@@ -1,0 +1,134 @@
+"""What the daemon tells the HTTP server, and the JSON documents made from it (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from battery_hawk.models import MEASUREMENT_FIELDS, DeviceInfo, DeviceReading
+from battery_hawk.publisher import format_timestamp
+
+__all__ = [
+    "DeviceStatus",
+    "HealthSnapshot",
+    "Overall",
+    "StatusProvider",
+    "device_document",
+    "health_document",
+]
+
+# MQTT states that are not a fault: connected, or MQTT switched off in the config.
+_MQTT_FINE = frozenset({"connected", "disabled"})
+
+
+class Overall(StrEnum):
+    """ok: all well; degraded: serving but something is off (200); failing: 503."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILING = "failing"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """One configured device as the daemon sees it now."""
+
+    info: DeviceInfo
+    online: bool
+    last_seen: datetime | None = None
+    latest: DeviceReading | None = None
+    readings: int = 0
+    decode_errors: int = 0
+    transport_errors: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """Daemon-wide facts; the overall verdict is derived from them (see `overall`).
+
+    loops maps each watchdog-supervised loop (scanner, coordinators, mqtt, ...) to whether
+    it ticked recently; mqtt_state is the MQTTInterface ConnectionState name in lower case,
+    or "disabled".
+    """
+
+    mqtt_state: str
+    uptime_s: float
+    loops: Mapping[str, bool] = field(default_factory=dict)
+    mqtt_queue_size: int | None = None
+    version: str | None = None
+
+
+class StatusProvider(Protocol):
+    """Implemented by the daemon (app.py); tests hand the server a small fake."""
+
+    def health(self) -> HealthSnapshot: ...
+
+    def devices(self) -> Sequence[DeviceStatus]: ...
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def overall(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> Overall:
+    """failing if a supervised loop is dead; degraded if MQTT is down or a device is offline."""
+    if not all(health.loops.values()):
+        return Overall.FAILING
+    if health.mqtt_state.lower() not in _MQTT_FINE or not all(d.online for d in devices):
+        return Overall.DEGRADED
+    return Overall.OK
+
+
+def health_document(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> dict[str, object]:
+    """The /health body; the server answers 503 when status is failing."""
+    online = sum(1 for d in devices if d.online)
+    return {
+        "status": str(overall(health, devices)),
+        "mqtt": {"state": health.mqtt_state, "queue_size": health.mqtt_queue_size},
+        "devices": {"online": online, "offline": len(devices) - online, "total": len(devices)},
+        "uptime_s": round(health.uptime_s, 3),
+        "loops": dict(health.loops),
+        "version": health.version,
+    }
+
+
+def device_document(status: DeviceStatus) -> dict[str, object]:
+    """One entry of /api/devices."""
+    info = status.info
+    latest: dict[str, object] | None = None
+    if status.latest is not None:
+        dr = status.latest
+        latest = {
+            "timestamp": format_timestamp(dr.timestamp),
+            "seq": dr.seq,
+            **{name: _finite(getattr(dr.reading, name)) for name in MEASUREMENT_FIELDS},
+            "state": None if dr.reading.state is None else str(dr.reading.state),
+            "rssi": dr.rssi,
+        }
+    return {
+        "device_id": info.device_id,
+        "address": info.address,
+        "name": info.name,
+        "model": info.model,
+        "manufacturer": info.manufacturer,
+        "family": info.family,
+        "firmware": info.firmware,
+        "availability": "online" if status.online else "offline",
+        "last_seen": _ts(status.last_seen),
+        "latest": latest,
+        "readings": status.readings,
+        "errors": {
+            "decode": status.decode_errors,
+            "transport": status.transport_errors,
+            "last": status.last_error,
+        },
+    }

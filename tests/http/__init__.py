@@ -1,0 +1,1 @@
+"""Tests of the HTTP status server over real sockets."""

@@ -1,0 +1,55 @@
+"""The Metrics registry on its own: series life cycle and MQTT stats shapes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import Enum, auto
+
+from battery_hawk.http import Metrics
+from tests.http.conftest import CAR, CAR_READING
+
+LABELS = 'device_id="aabbccddee01",model="BM6",name="Car battery"'
+
+
+class _State(Enum):
+    CONNECTED = auto()
+    RECONNECTING = auto()
+
+
+def test_added_device_has_zero_counters_before_its_first_reading() -> None:
+    metrics = Metrics(process=False)
+    metrics.add_device(CAR)
+    text = metrics.render().decode()
+    assert f"battery_hawk_readings_total{{{LABELS}}} 0.0" in text
+    assert f"battery_hawk_device_online{{{LABELS}}} 0.0" in text
+
+
+def test_renamed_device_drops_its_old_series() -> None:
+    metrics = Metrics(process=False)
+    metrics.observe_reading(CAR_READING)
+    metrics.add_device(replace(CAR, name="Starter"))
+    text = metrics.render().decode()
+    assert 'name="Car battery"' not in text and 'name="Starter"' in text
+
+
+def test_remaining_minutes_are_exported_in_seconds() -> None:
+    metrics = Metrics(process=False)
+    reading = replace(CAR_READING.reading, remaining_mins=90.0)
+    metrics.observe_reading(replace(CAR_READING, reading=reading))
+    assert f"battery_hawk_remaining_seconds{{{LABELS}}} 5400.0" in metrics.render().decode()
+
+
+def test_enum_connection_state_is_named_by_its_member() -> None:
+    metrics = Metrics(process=False, mqtt_stats=lambda: {"connection_state": _State.RECONNECTING})
+    text = metrics.render().decode()
+    assert 'battery_hawk_mqtt_connection_state{state="reconnecting"} 1.0' in text
+    assert "battery_hawk_mqtt_connected 0.0" in text
+
+
+def test_a_failing_mqtt_stats_source_does_not_break_the_scrape() -> None:
+    def broken() -> dict[str, object]:
+        raise RuntimeError("gone")
+
+    metrics = Metrics(process=False, mqtt_stats=broken)
+    metrics.observe_reading(CAR_READING)
+    assert b"battery_hawk_voltage_volts" in metrics.render()
