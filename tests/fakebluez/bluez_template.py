@@ -557,6 +557,18 @@ def GetDeviceState(self, address):
     )
 
 
+@dbus.service.method(CONTROL_IFACE, in_signature="s", out_signature="a{sv}")
+def GetAdapterState(self, name):
+    obj = mockobject.objects["/org/bluez/" + name]
+    return dbus.Dictionary(
+        {
+            "discovering": dbus.Boolean(obj.props[ADAPTER_IFACE]["Discovering"]),
+            "discovery_starts": dbus.UInt32(getattr(obj, "discovery_clients", 0)),
+        },
+        signature="sv",
+    )
+
+
 @dbus.service.method(CONTROL_IFACE, in_signature="", out_signature="b")
 def Ping(self):
     return dbus.Boolean(True)

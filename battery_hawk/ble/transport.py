@@ -1,0 +1,348 @@
+"""The bleak transport: one scanner and serialised connections per adapter.
+
+Rules this file enforces (STYLE.md 5, 6):
+- connections go through bleak_retry_connector.establish_connection with
+  BleakClientWithServiceCache;
+- an adapter never scans while it connects or holds a connection: every transport on
+  one adapter (in one event loop) shares an _AdapterGate whose lock is held while the
+  scanner is started / stopped and while a connection is being established, and the
+  scanner only runs while no connection is open;
+- max_concurrent_connections is a semaphore per transport;
+- bleak errors leave this module only as TransportError subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak_retry_connector import (
+    BleakClientWithServiceCache,
+    establish_connection,
+    get_device_by_adapter,
+)
+
+from battery_hawk.ble._errors import BLEAK_FAILURES, IN_PROGRESS, dbus_error_name, translate
+from battery_hawk.ble.link import NotifyCallback
+from battery_hawk.errors import (
+    ConnectTimeoutError,
+    DeviceDisconnectedError,
+    DeviceNotFoundError,
+    InProgressError,
+    TransportError,
+)
+from battery_hawk.models import Advertisement
+
+__all__ = ["BleakLink", "BleakTransport", "to_advertisement"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_BLEAK_FAILURES_OS: tuple[type[BaseException], ...] = (*BLEAK_FAILURES, OSError)
+
+ADVERT_QUEUE_SIZE = 256
+DISCONNECT_TIMEOUT = 5.0
+
+
+def to_advertisement(device: BLEDevice, adv: AdvertisementData) -> Advertisement:
+    """bleak's view of one advertisement as a battery-hawk Advertisement."""
+    return Advertisement(
+        address=device.address,
+        name=adv.local_name or device.name,
+        rssi=adv.rssi,
+        manufacturer_data={int(k): bytes(v) for k, v in adv.manufacturer_data.items()},
+        service_data={str(k).lower(): bytes(v) for k, v in adv.service_data.items()},
+        service_uuids=tuple(adv.service_uuids),
+    )
+
+
+class _AdapterGate:
+    """Scanner and connection bookkeeping shared by every transport on one adapter."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+        self.lock = asyncio.Lock()
+        self.connections = 0
+        self.subscribers: set[asyncio.Queue[Advertisement]] = set()
+        self._scanner: BleakScanner | None = None
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        advert = to_advertisement(device, adv)
+        for queue in self.subscribers:
+            if queue.full():  # a slow consumer loses its oldest adverts, never blocks us
+                queue.get_nowait()
+            queue.put_nowait(advert)
+
+    async def refresh_locked(self) -> None:
+        """Run the scanner iff someone listens and no connection is open (lock held)."""
+        want = bool(self.subscribers) and self.connections == 0
+        if want and self._scanner is None:
+            scanner = BleakScanner(self._on_advert, bluez={"adapter": self.adapter})
+            try:
+                await scanner.start()
+            except BLEAK_FAILURES as exc:
+                raise translate(exc, self.adapter, "starting discovery") from exc
+            self._scanner = scanner
+            _LOGGER.debug("%s: discovery started", self.adapter)
+        elif not want and self._scanner is not None:
+            scanner, self._scanner = self._scanner, None
+            try:
+                await scanner.stop()
+            except BLEAK_FAILURES as exc:
+                # a scanner that cannot stop is logged, not fatal: connecting may still work
+                _LOGGER.warning("%s: stopping discovery failed: %s", self.adapter, exc)
+            _LOGGER.debug("%s: discovery stopped", self.adapter)
+
+    async def subscribe(self, queue: asyncio.Queue[Advertisement]) -> None:
+        async with self.lock:
+            self.subscribers.add(queue)
+            try:
+                await self.refresh_locked()
+            except BaseException:
+                self.subscribers.discard(queue)
+                raise
+
+    async def unsubscribe(self, queue: asyncio.Queue[Advertisement]) -> None:
+        async with self.lock:
+            self.subscribers.discard(queue)
+            await self.refresh_locked()
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _AdapterGate]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _gate(adapter: str) -> _AdapterGate:
+    per_loop = _GATES.setdefault(asyncio.get_running_loop(), {})
+    if adapter not in per_loop:
+        per_loop[adapter] = _AdapterGate(adapter)
+    return per_loop[adapter]
+
+
+class BleakLink:
+    """An open bleak connection, seen through the Link protocol (bytes in, bytes out)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._client: BleakClient | None = None
+        self._dropped = asyncio.Event()
+
+    def _attach(self, client: BleakClient) -> None:
+        self._client = client
+
+    def _on_disconnect(self, _client: BleakClient) -> None:
+        _LOGGER.debug("%s: link dropped", self.address)
+        self._dropped.set()
+
+    @property
+    def is_connected(self) -> bool:
+        return (
+            self._client is not None and self._client.is_connected and not self._dropped.is_set()
+        )
+
+    def _live(self, doing: str) -> BleakClient:
+        if not self.is_connected or self._client is None:
+            raise DeviceDisconnectedError(f"{self.address}: {doing} on a dropped link")
+        return self._client
+
+    async def write(self, char_uuid: str, data: bytes, *, response: bool = True) -> None:
+        client = self._live("write")
+        try:
+            await client.write_gatt_char(char_uuid, data, response=response)
+        except BLEAK_FAILURES as exc:
+            raise self._translate(exc, f"write {char_uuid}") from exc
+
+    async def read(self, char_uuid: str) -> bytes:
+        client = self._live("read")
+        try:
+            return bytes(await client.read_gatt_char(char_uuid))
+        except BLEAK_FAILURES as exc:
+            raise self._translate(exc, f"read {char_uuid}") from exc
+
+    async def start_notify(self, char_uuid: str, callback: NotifyCallback) -> None:
+        client = self._live("start_notify")
+
+        def deliver(_char: Any, data: bytearray) -> None:
+            callback(bytes(data))
+
+        try:
+            await client.start_notify(char_uuid, deliver)
+        except BLEAK_FAILURES as exc:
+            raise self._translate(exc, f"start_notify {char_uuid}") from exc
+
+    async def stop_notify(self, char_uuid: str) -> None:
+        client = self._live("stop_notify")
+        try:
+            await client.stop_notify(char_uuid)
+        except BLEAK_FAILURES as exc:
+            raise self._translate(exc, f"stop_notify {char_uuid}") from exc
+
+    async def wait_disconnected(self) -> None:
+        await self._dropped.wait()
+
+    def _translate(self, exc: BaseException, doing: str) -> TransportError:
+        if self._dropped.is_set():
+            return DeviceDisconnectedError(f"{self.address}: link dropped during {doing}")
+        return translate(exc, self.address, doing)
+
+    async def close(self) -> None:
+        """Disconnect, bounded, never raising (the link may already be gone)."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(DISCONNECT_TIMEOUT):
+                await client.disconnect()
+        except (*_BLEAK_FAILURES_OS,) as exc:
+            _LOGGER.debug("%s: disconnect failed: %r", self.address, exc)
+        self._dropped.set()
+
+
+class BleakTransport:
+    """The Transport of one adapter over bleak's BlueZ backend."""
+
+    def __init__(
+        self,
+        adapter: str = "hci0",
+        connect_timeout: float = 20.0,
+        max_concurrent_connections: int = 1,
+        *,
+        in_progress_retries: int = 2,
+        in_progress_backoff: float = 0.2,
+    ) -> None:
+        if max_concurrent_connections < 1:
+            raise ValueError("max_concurrent_connections must be at least 1")
+        self.adapter = adapter
+        self.connect_timeout = connect_timeout
+        self.max_concurrent_connections = max_concurrent_connections
+        self.in_progress_retries = in_progress_retries
+        self.in_progress_backoff = in_progress_backoff
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def _slots(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_concurrent_connections)
+        return self._semaphore
+
+    # --- scanning ------------------------------------------------------------------
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """Advertisements as they arrive; discovery pauses while a connection is open."""
+        return self._advert_gen()
+
+    async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
+        gate = _gate(self.adapter)
+        queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
+        await gate.subscribe(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            # shielded: the scanner must stop even when the consumer is cancelled
+            await asyncio.shield(gate.unsubscribe(queue))
+
+    async def scan(self, timeout: float) -> list[Advertisement]:
+        """One discovery pass: the latest advertisement of each device seen."""
+        latest: dict[str, Advertisement] = {}
+        adverts = self._advert_gen()
+        try:
+            async with asyncio.timeout(timeout):
+                async for adv in adverts:
+                    latest[adv.address] = adv
+        except TimeoutError:
+            pass
+        finally:
+            await adverts.aclose()
+        return list(latest.values())
+
+    # --- connecting ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self, address: str, *, timeout: float | None = None
+    ) -> AsyncIterator[BleakLink]:
+        """Connect (scanning paused), yield a Link, disconnect on exit."""
+        address = address.upper()
+        timeout = self.connect_timeout if timeout is None else timeout
+        gate = _gate(self.adapter)
+        async with self._slots():
+            async with gate.lock:
+                gate.connections += 1
+                try:
+                    await gate.refresh_locked()  # stops discovery
+                    link = await self._establish(address, timeout)
+                except BaseException:
+                    gate.connections -= 1
+                    with contextlib.suppress(TransportError):
+                        await gate.refresh_locked()
+                    raise
+            try:
+                yield link
+            finally:
+                await asyncio.shield(self._release(gate, link))
+
+    async def _release(self, gate: _AdapterGate, link: BleakLink) -> None:
+        await link.close()
+        async with gate.lock:
+            gate.connections -= 1
+            try:
+                await gate.refresh_locked()
+            except TransportError as exc:
+                _LOGGER.warning("%s: resuming discovery failed: %s", self.adapter, exc)
+
+    async def _establish(self, address: str, timeout: float) -> BleakLink:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        device = await self._find(address, timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            link = BleakLink(address)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    client = await establish_connection(
+                        BleakClientWithServiceCache,
+                        device,
+                        address,
+                        disconnected_callback=link._on_disconnect,
+                        max_attempts=1,
+                        timeout=timeout,
+                    )
+            except BLEAK_FAILURES as exc:
+                if isinstance(exc, TimeoutError):
+                    raise ConnectTimeoutError(
+                        f"{address}: no connection within {timeout:.1f} s"
+                    ) from exc
+                in_progress = dbus_error_name(exc) == IN_PROGRESS
+                if in_progress and attempt <= self.in_progress_retries:
+                    delay = self.in_progress_backoff * 2 ** (attempt - 1)
+                    _LOGGER.debug("%s: BlueZ busy (InProgress), retry in %.2f s", address, delay)
+                    if loop.time() + delay >= deadline:
+                        raise InProgressError(f"{address}: BlueZ busy until timeout") from exc
+                    await asyncio.sleep(delay)
+                    continue
+                raise translate(exc, address, f"connect (attempt {attempt})") from exc
+            link._attach(client)
+            return link
+
+    async def _find(self, address: str, timeout: float) -> BLEDevice:
+        """The BLEDevice BlueZ already knows, else one found by a short discovery."""
+        try:
+            device = await get_device_by_adapter(address, self.adapter)
+            if device is None:
+                # discovery before the connect, inside the adapter lock: never concurrent
+                device = await BleakScanner.find_device_by_address(
+                    address, timeout=timeout, bluez={"adapter": self.adapter}
+                )
+        except BLEAK_FAILURES as exc:
+            raise translate(exc, address, "looking up the device") from exc
+        if device is None:
+            raise DeviceNotFoundError(f"{address}: not seen on {self.adapter} within {timeout} s")
+        return device

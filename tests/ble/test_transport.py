@@ -1,0 +1,270 @@
+"""The bleak transport, exchanges and commands: real bleak BlueZ backend, fake BlueZ."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from battery_hawk.ble import (
+    BleakTransport,
+    CircuitBreaker,
+    read_command,
+    read_reading,
+    scan_command,
+    stream_readings,
+)
+from battery_hawk.ble.breaker import BreakerState
+from battery_hawk.errors import (
+    CircuitOpenError,
+    DeviceDisconnectedError,
+    DeviceNotFoundError,
+    InProgressError,
+    TransportError,
+)
+from battery_hawk.models import BatteryState, Reading
+from battery_hawk.protocols import BM2, BM6
+from tests.fakebluez.controller import FakeBlueZ
+
+BM6_ADDR = "AA:BB:CC:DD:EE:01"
+BM7_ADDR = "AA:BB:CC:DD:EE:02"
+BM2_ADDR = "AA:BB:CC:DD:EE:03"
+VICTRON_ADDR = "AA:BB:CC:DD:EE:04"
+BAS_ADDR = "AA:BB:CC:DD:EE:05"
+OTHER_ADDR = "AA:BB:CC:DD:EE:06"
+VICTRON_KEY = bytes.fromhex("0df4d0395b7d1a876c0c33ecb9e70dcd")
+
+CAR = Reading(voltage=12.84, soc=87.0, temperature=21.0, state=BatteryState.NORMAL)
+COLD = Reading(voltage=11.62, soc=12.0, temperature=-7.0, state=BatteryState.LOW_VOLTAGE)
+SHUNT = Reading(
+    voltage=12.5,
+    soc=87.5,
+    current=-1.25,
+    consumed_ah=-3.4,
+    remaining_mins=600.0,
+    aux_voltage=12.7,
+    state=BatteryState.DISCHARGING,
+)
+
+
+async def test_scan_finds_and_recognises_each_family(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR, rssi=-50)
+    fake_bluez.add_bm7(BM7_ADDR, CAR, rssi=-55)
+    fake_bluez.add_bm2(BM2_ADDR, [12.6], rssi=-60)
+    fake_bluez.add_victron(VICTRON_ADDR, VICTRON_KEY, SHUNT, rssi=-65)
+    fake_bluez.add_battery_service(BAS_ADDR, 76, rssi=-70)
+    fake_bluez.add_device(OTHER_ADDR, "Toothbrush", rssi=-80)
+
+    results = await scan_command("hci0", timeout=1.0)
+
+    families = {r.advertisement.address: r.family for r in results}
+    assert families == {
+        BM6_ADDR: "bm6",
+        BM7_ADDR: "bm7",
+        BM2_ADDR: "bm2",
+        VICTRON_ADDR: "victron",
+        BAS_ADDR: "bas",
+        OTHER_ADDR: None,
+    }
+    assert [r.advertisement.rssi for r in results] == [-50, -55, -60, -65, -70, -80]
+    victron = next(r.advertisement for r in results if r.family == "victron")
+    assert 0x02E1 in victron.manufacturer_data
+    assert fake_bluez.adapter_state()["discovering"] is False
+
+
+async def test_bm6_poll_returns_the_configured_reading(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    driver = BM6()
+
+    async with BleakTransport("hci0", connect_timeout=5).connect(BM6_ADDR) as link:
+        reading = await read_reading(link, driver, timeout=5)
+
+    assert reading == CAR
+    assert fake_bluez.writes(BM6_ADDR) == [driver.poll_command()]
+    assert fake_bluez.device_state(BM6_ADDR)["connected"] is False
+
+
+async def test_bm6_echo_is_skipped_and_negative_temperature_kept(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, COLD, echo=True)
+
+    assert await read_command("hci0", BM6_ADDR, "bm6", None, timeout=5) == COLD
+
+
+async def test_bm7_read_command_connects_and_polls(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm7(BM7_ADDR, CAR)
+
+    assert await read_command("hci0", BM7_ADDR, "bm7", None, timeout=5) == CAR
+
+
+async def test_wrong_key_surfaces_as_decode_error(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.errors import DecodeError
+
+    fake_bluez.add_bm6(BM6_ADDR, CAR, key=b"0123456789abcdef")
+    with pytest.raises(DecodeError):
+        # the unit ignores our request (wrong key) so nothing would come: reply anyway
+        fake_bluez.clear_responders(BM6_ADDR)
+        fake_bluez.add_responder(BM6_ADDR, BM6.write_uuid or "", BM6.notify_uuid or "",
+                                 [b"\x00" * 16])
+        await read_command("hci0", BM6_ADDR, "bm6", None, timeout=5)
+
+
+async def test_battery_service_is_read(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_battery_service(BAS_ADDR, 76)
+
+    assert await read_command("hci0", BAS_ADDR, "bas", None, timeout=5) == Reading(soc=76.0)
+
+
+async def test_bm2_notifications_stream_readings(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm2(BM2_ADDR, [12.5, 12.61, 12.72], interval=0.02)
+    received: list[Reading] = []
+
+    async with BleakTransport("hci0", connect_timeout=5).connect(BM2_ADDR) as link:
+        async with asyncio.timeout(5):
+            async for reading in stream_readings(link, BM2()):
+                received.append(reading)
+                if len(received) == 4:
+                    break
+
+    assert received == [Reading(voltage=v) for v in (12.5, 12.61, 12.72, 12.5)]
+
+
+async def test_bm2_stream_ends_when_the_link_drops(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm2(BM2_ADDR, [12.5], interval=0.02)
+    count = 0
+
+    async with BleakTransport("hci0", connect_timeout=5).connect(BM2_ADDR) as link:
+        async with asyncio.timeout(5):
+            async for _reading in stream_readings(link, BM2()):
+                count += 1
+                if count == 2:
+                    fake_bluez.drop_link(BM2_ADDR)
+        assert not link.is_connected
+
+    assert count >= 2
+
+
+async def test_victron_advert_decodes_without_connecting(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_victron(VICTRON_ADDR, VICTRON_KEY, SHUNT)
+
+    reading = await read_command("hci0", VICTRON_ADDR, "victron", VICTRON_KEY, timeout=5)
+
+    assert reading == SHUNT
+    assert fake_bluez.device_state(VICTRON_ADDR)["connects"] == 0
+
+
+async def test_link_dropped_mid_read_is_a_typed_error_then_a_retry_works(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.drop_link_on_next_write(BM6_ADDR)
+    transport = BleakTransport("hci0", connect_timeout=5)
+
+    with pytest.raises(DeviceDisconnectedError):
+        async with transport.connect(BM6_ADDR) as link:
+            await read_reading(link, BM6(), timeout=5)
+
+    async with transport.connect(BM6_ADDR) as link:
+        assert await read_reading(link, BM6(), timeout=5) == CAR
+
+
+async def test_one_in_progress_error_is_absorbed_by_a_retry(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.InProgress")
+    transport = BleakTransport("hci0", connect_timeout=5, in_progress_backoff=0.05)
+
+    async with transport.connect(BM6_ADDR) as link:
+        assert await read_reading(link, BM6(), timeout=5) == CAR
+
+    state = fake_bluez.device_state(BM6_ADDR)
+    assert state["pending_failures"] == 0
+    assert state["connects"] == 1
+
+
+async def test_persistent_in_progress_raises_in_progress_then_recovers(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    transport = BleakTransport(
+        "hci0", connect_timeout=5, in_progress_retries=1, in_progress_backoff=0.05
+    )
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.InProgress", count=2)
+
+    with pytest.raises(InProgressError):
+        async with transport.connect(BM6_ADDR):
+            pass
+    assert fake_bluez.device_state(BM6_ADDR)["pending_failures"] == 0
+
+    async with transport.connect(BM6_ADDR) as link:
+        assert await read_reading(link, BM6(), timeout=5) == CAR
+
+
+async def test_not_permitted_is_a_plain_transport_error(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.NotPermitted", message="no")
+
+    with pytest.raises(TransportError) as caught:
+        async with BleakTransport("hci0", connect_timeout=5).connect(BM6_ADDR):
+            pass
+    assert not isinstance(caught.value, InProgressError)
+    assert "NotPermitted" in str(caught.value)
+
+
+async def test_unknown_address_is_device_not_found(fake_bluez: FakeBlueZ) -> None:
+    with pytest.raises(DeviceNotFoundError):
+        async with BleakTransport("hci0").connect(OTHER_ADDR, timeout=0.4):
+            pass
+
+
+async def test_breaker_opens_after_threshold_and_closes_after_recovery(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=lambda: now[0])
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.NotPermitted", count=2)
+    transport = BleakTransport("hci0", connect_timeout=5)
+
+    async def poll() -> Reading:
+        breaker.check()
+        try:
+            async with transport.connect(BM6_ADDR) as link:
+                reading = await read_reading(link, BM6(), timeout=5)
+        except TransportError:
+            breaker.record_failure()
+            raise
+        breaker.record_success()
+        return reading
+
+    for _ in range(2):
+        with pytest.raises(TransportError):
+            await poll()
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpenError):
+        await poll()
+    assert fake_bluez.device_state(BM6_ADDR)["connects"] == 0  # no radio time spent
+
+    now[0] += 30
+    assert await poll() == CAR
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_discovery_pauses_while_a_connection_is_held(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.add_device(OTHER_ADDR, "Toothbrush")
+    transport = BleakTransport("hci0", connect_timeout=5)
+    adverts = transport.advertisements()
+    try:
+        async with asyncio.timeout(5):
+            await anext(adverts)  # discovery is running
+        assert fake_bluez.adapter_state()["discovering"] is True
+
+        async with transport.connect(BM6_ADDR) as link:
+            assert fake_bluez.adapter_state()["discovering"] is False
+            assert await read_reading(link, BM6(), timeout=5) == CAR
+
+        assert fake_bluez.adapter_state()["discovering"] is True
+        async with asyncio.timeout(5):
+            assert (await anext(adverts)).address in {BM6_ADDR, OTHER_ADDR}
+    finally:
+        await adverts.aclose()  # type: ignore[attr-defined]
+    assert fake_bluez.adapter_state()["discovering"] is False
