@@ -1,4 +1,4 @@
-"""Pure insight on readings: threshold alerts with hysteresis."""
+"""Pure insight on readings: threshold alerts with hysteresis, voltage trends."""
 
 from battery_hawk.insight.alerts import (
     AlertChange,
@@ -9,6 +9,7 @@ from battery_hawk.insight.alerts import (
     alert_payload,
     alert_state_payload,
 )
+from battery_hawk.insight.trends import VoltageTrend, lead_acid_rest_soc
 
 __all__ = [
     "AlertChange",
@@ -16,6 +17,8 @@ __all__ = [
     "AlertKind",
     "AlertStatus",
     "AlertThresholds",
+    "VoltageTrend",
     "alert_payload",
     "alert_state_payload",
+    "lead_acid_rest_soc",
 ]
