@@ -32,6 +32,7 @@ __all__ = [
     "format_timestamp",
     "gateway_discovery_messages",
     "removal_messages",
+    "reported_fields",
     "state_payload",
 ]
 
@@ -191,6 +192,19 @@ ALERT_NAMES: Final[Mapping[str, str]] = {
     "low_soc": "Low state of charge",
     "high_temperature": "High temperature",
 }
+
+
+def reported_fields(dr: DeviceReading) -> tuple[str, ...]:
+    """The discoverable fields this reading carries, in DISCOVERABLE_FIELDS order.
+
+    The daemon sends discovery for these, and again when a later reading adds a field.
+    """
+    present = set(dr.reading.measurements())
+    if dr.reading.state is not None:
+        present.add("state")
+    if dr.rssi is not None:
+        present.add("rssi")
+    return tuple(f for f in DISCOVERABLE_FIELDS if f in present)
 
 
 def _availability(topics: Topics, device_id: str) -> list[dict[str, str]]:

@@ -16,6 +16,7 @@ from battery_hawk.publisher import (
     format_timestamp,
     gateway_discovery_messages,
     removal_messages,
+    reported_fields,
     state_payload,
 )
 
@@ -241,3 +242,11 @@ def test_removal_empties_every_discovery_topic_and_retained_device_topic() -> No
         TOPICS.device_availability(CAR.device_id),
         TOPICS.device_alerts(CAR.device_id),
     }
+
+
+def test_reported_fields_are_what_the_reading_carries() -> None:
+    dr = DeviceReading(CAR, Reading(soc=50, voltage=12.1, state="charging"), datetime.now(UTC), 1)
+    assert reported_fields(dr) == ("voltage", "soc", "state")
+    assert reported_fields(DeviceReading(CAR, Reading(), datetime.now(UTC), 2, rssi=-80)) == (
+        "rssi",
+    )
