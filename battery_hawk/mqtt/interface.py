@@ -1,0 +1,500 @@
+"""MQTTInterface: publish that never fails for broker trouble, and the tasks behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from battery_hawk.errors import PayloadError
+
+from .backoff import ReconnectionConfig, retry_delay
+from .link import Link, LinkError
+from .payload import encode_payload, validate_topic
+from .queue import MessageQueue, QueuedMessage
+from .settings import BrokerSettings, ConnectionState, MQTTStats, build_ssl_context
+from .supervisor import Supervisor
+
+__all__ = ["DeadLetterHook", "MQTTInterface", "MessageCallback"]
+
+_LOG = logging.getLogger("battery_hawk.mqtt")
+
+MessageCallback = Callable[[str, bytes], Awaitable[None] | None]
+DeadLetterHook = Callable[[QueuedMessage, str], None]
+
+
+class _Session:
+    """One established connection, as the tasks share it."""
+
+    def __init__(self, link: Link, on_lost: Callable[[_Session], None]) -> None:
+        self.link = link
+        self.lost = asyncio.Event()
+        self.reason: str | None = None
+        self.ready = False  # online published, subscriptions restored
+        self._on_lost = on_lost
+
+    def lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+            self._on_lost(self)
+
+
+class MQTTInterface(Supervisor):
+    """Resilient publisher/subscriber for one broker.
+
+    ``publish()`` queues every message in a bounded FIFO; a queue-processor task drains
+    it whenever a connection is up, keeping up to ``max_in_flight`` QoS >= 1 publishes
+    awaiting their acknowledgement; a message leaves the queue only once acknowledged.
+    A connection task reconnects with jittered exponential backoff, and a health-check
+    task verifies the link every ``health_check_interval``.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        reconnection: ReconnectionConfig | None = None,
+        *,
+        status_topic: str | None = None,
+        default_qos: int = 1,
+        on_dead_letter: DeadLetterHook | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if default_qos not in (0, 1, 2):
+            raise ValueError(f"default_qos must be 0, 1 or 2, got {default_qos!r}")
+        if status_topic is not None:
+            validate_topic(status_topic)
+        self.broker = broker
+        self.config = reconnection or ReconnectionConfig()
+        self.status_topic = status_topic
+        self.default_qos = default_qos
+        self._on_dead_letter = on_dead_letter
+        self._rng = rng or random.Random()
+        self._ssl_context = build_ssl_context(broker.tls) if broker.tls.enabled else None
+        self._queue = MessageQueue(self.config.message_queue_size)
+        self._seq = itertools.count()
+        self._subscriptions: dict[str, tuple[int, list[MessageCallback]]] = {}
+        self._session: _Session | None = None
+        self._session_ready = asyncio.Event()
+        self._kick = asyncio.Event()
+        super().__init__()
+        # counters behind `stats`
+        self._total_connections = 0
+        self._total_disconnections = 0
+        self._published = 0
+        self._queued = 0
+        self._failed = 0
+        self._dropped_overflow = 0
+        self._dropped_retry = 0
+        self._rejected = 0
+        self._last_connected: float | None = None
+        self._outage_since: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def start(self) -> None:
+        """Start the connection, queue-processor and health-check tasks (idempotent).
+
+        Does not wait for the broker and does not raise when it is down.
+        """
+        if self._tasks:
+            return
+        self._set_state(ConnectionState.CONNECTING)
+        self._spawn(self._run_connection(), "connection")
+        self._spawn(self._run_queue(), "queue-processor")
+        self._spawn(self._run_health_check(), "health-check")
+
+    async def connect(self) -> None:
+        """Restart the connection sequence now (after FAILED, or to retry at once)."""
+        if not self._tasks:
+            await self.start()
+            return
+        self._consecutive_failures = 0
+        if self._state is not ConnectionState.CONNECTED:
+            self._set_state(ConnectionState.CONNECTING)
+        self._kick.set()
+
+    async def disconnect(self, flush_timeout: float = 5.0) -> None:
+        """Flush within ``flush_timeout``, publish ``offline``, stop every task."""
+        if not self._tasks:
+            self._set_state(ConnectionState.DISCONNECTED)
+            return
+        if self._session is not None:
+            await self.flush(flush_timeout)
+        await self._stop_tasks("health-check", "queue-processor")
+        session = self._session
+        if session is not None and not session.lost.is_set() and self.status_topic:
+            try:
+                await session.link.publish(self.status_topic, b"offline", 1, True)
+            except LinkError as exc:
+                _LOG.debug("could not publish offline status: %s", exc)
+        await self._stop_tasks("connection")
+        self._set_state(ConnectionState.DISCONNECTED)
+        left = len(self._queue)
+        if left:
+            _LOG.warning("stopped with %d message(s) not delivered", left)
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once connected (and ``online`` published, subscriptions restored)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._session_ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued message is acknowledged; False if ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._queue.wait_empty()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- publishing and subscribing ---------------------------------------------------
+
+    async def publish(
+        self, topic: str, payload: object, qos: int | None = None, retain: bool = False
+    ) -> None:
+        """Queue a message for delivery; never raises for broker problems.
+
+        Raises PayloadError (counted in ``messages_rejected``) when the payload cannot
+        be serialised or the topic or QoS is invalid; such a message is never queued.
+        """
+        try:
+            validate_topic(topic)
+            if qos is None:
+                qos = self.default_qos
+            if qos not in (0, 1, 2):
+                raise PayloadError(f"qos must be 0, 1 or 2, got {qos!r}")
+            data = encode_payload(payload)
+        except PayloadError as exc:
+            self._rejected += 1
+            _LOG.error("rejected message for %s: %s", topic, exc)
+            raise
+        message = QueuedMessage(topic, data, qos, bool(retain), next(self._seq), time.time())
+        self._queued += 1
+        dropped = self._queue.put(message)
+        if dropped is not None:
+            self._dropped_overflow += 1
+            self._dead_letter(dropped, "overflow")
+
+    async def subscribe(
+        self, topic_filter: str, callback: MessageCallback, qos: int = 1
+    ) -> None:
+        """Call ``callback(topic, payload)`` for matching messages, across reconnects.
+
+        The callback may be a plain function or a coroutine function. If the broker is
+        unreachable the subscription is made on the next connection; this never raises
+        for broker problems.
+        """
+        if not topic_filter:
+            raise ValueError("topic_filter must not be empty")
+        _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
+        callbacks.append(callback)
+        self._subscriptions[topic_filter] = (max(qos, self._subscriptions[topic_filter][0]),
+                                             callbacks)
+        session = self._session
+        if session is not None and not session.lost.is_set():
+            try:
+                await session.link.subscribe(topic_filter, qos)
+            except LinkError as exc:
+                session.lose(str(exc))
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        """Forget every callback of ``topic_filter``."""
+        if self._subscriptions.pop(topic_filter, None) is None:
+            return
+        session = self._session
+        if session is not None and not session.lost.is_set():
+            try:
+                await session.link.unsubscribe(topic_filter)
+            except LinkError as exc:
+                session.lose(str(exc))
+
+    def pending_messages(self) -> list[QueuedMessage]:
+        """Every message not yet acknowledged, oldest first (e.g. to spool at shutdown)."""
+        return self._queue.snapshot()
+
+    # -- state and stats ---------------------------------------------------------------
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """The current ConnectionState."""
+        return self._state
+
+    @property
+    def stats(self) -> MQTTStats:
+        """A snapshot of the counters."""
+        return MQTTStats(
+            connection_state=self._state,
+            total_connections=self._total_connections,
+            total_disconnections=self._total_disconnections,
+            total_reconnections=max(0, self._total_connections - 1),
+            messages_published=self._published,
+            messages_queued=self._queued,
+            messages_failed=self._failed,
+            messages_dropped=self._dropped_overflow + self._dropped_retry,
+            dropped_overflow=self._dropped_overflow,
+            dropped_retry_limit=self._dropped_retry,
+            messages_rejected=self._rejected,
+            consecutive_failures=self._consecutive_failures,
+            queue_size=len(self._queue),
+            in_flight=self._queue.in_flight,
+            last_connection_attempt=self._last_attempt,
+            last_connected=self._last_connected,
+            last_error=self._last_error,
+        )
+
+    # -- the connection task ------------------------------------------------------------
+
+    async def _run_connection(self) -> None:
+        cfg = self.config
+        waits = 0  # backoff waits in the current outage
+        delay: float | None = None  # None: attempt at once
+        while True:
+            if delay is not None and await self._sleep_unless_kicked(delay):
+                waits = 0  # connect() was called: restart the sequence
+            self._last_attempt = time.time()
+            link = Link(self.broker, cfg, will_topic=self.status_topic,
+                        ssl_context=self._ssl_context)
+            try:
+                await link.open()
+            except LinkError as exc:
+                self._note_failed_attempt(str(exc))
+                if self._state is ConnectionState.FAILED:
+                    delay = cfg.max_retry_delay * self._jitter()
+                else:
+                    delay = retry_delay(waits, cfg, self._rng)
+                    waits += 1
+                continue
+            session = _Session(link, self._session_lost)
+            try:
+                await self._serve(session)
+            finally:
+                await self._end_session(session)
+            waits = 0
+            delay = retry_delay(waits, cfg, self._rng)
+            waits += 1
+
+    async def _serve(self, session: _Session) -> None:
+        """Run an established connection until it is lost."""
+        receiver = self._spawn(self._receive(session), "receiver", owned=False)
+        try:
+            if self.status_topic:
+                await session.link.publish(self.status_topic, b"online", 1, True)
+            for topic_filter, (qos, _) in list(self._subscriptions.items()):
+                await session.link.subscribe(topic_filter, qos)
+        except LinkError as exc:
+            session.lose(str(exc))
+        if not session.lost.is_set():
+            self._on_connected()
+            session.ready = True
+            self._session = session
+            self._session_ready.set()
+        try:
+            await session.lost.wait()
+        finally:
+            receiver.cancel()
+            await asyncio.wait({receiver})
+
+    def _session_lost(self, session: _Session) -> None:
+        if self._session is session:
+            self._session = None
+            self._session_ready.clear()
+
+    async def _end_session(self, session: _Session) -> None:
+        session.lose("closed")
+        await session.link.close()
+        if session.ready:
+            self._total_disconnections += 1
+        if session.reason != "closed" and self._state is ConnectionState.CONNECTED:
+            self._outage_since = time.monotonic()
+            self._last_error = session.reason
+            self._set_state(ConnectionState.RECONNECTING, session.reason)
+
+    async def _receive(self, session: _Session) -> None:
+        try:
+            await session.link.receive(self._dispatch)
+        except LinkError as exc:
+            session.lose(str(exc))
+
+    async def _dispatch(self, topic: str, payload: bytes) -> None:
+        for topic_filter, (_, callbacks) in list(self._subscriptions.items()):
+            if not _matches(topic_filter, topic):
+                continue
+            for callback in list(callbacks):
+                try:
+                    result = callback(topic, payload)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    _LOG.exception("subscriber callback for %s failed", topic_filter)
+
+    def _note_failed_attempt(self, reason: str) -> None:
+        self._consecutive_failures += 1
+        self._last_error = reason
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        limit = self.config.max_retries
+        if limit and self._consecutive_failures >= limit:
+            self._set_state(ConnectionState.FAILED, reason)
+        elif self._consecutive_failures == 1 and self._state is ConnectionState.CONNECTING:
+            _LOG.warning("cannot connect to MQTT broker %s:%s: %s; retrying",
+                         self.broker.host, self.broker.port, reason)
+        else:
+            _LOG.debug("connection attempt %d failed: %s", self._consecutive_failures, reason)
+
+    def _on_connected(self) -> None:
+        self._total_connections += 1
+        self._consecutive_failures = 0
+        self._last_connected = time.time()
+        self._set_state(ConnectionState.CONNECTED)
+        self._outage_since = None
+
+    async def _sleep_unless_kicked(self, delay: float) -> bool:
+        """Sleep ``delay`` s; True if connect() cut it short."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._kick.wait()
+        except TimeoutError:
+            return False
+        self._kick.clear()
+        return True
+
+    def _jitter(self) -> float:
+        j = self.config.jitter_factor
+        return 1.0 + self._rng.uniform(-j, j) if j else 1.0
+
+    # -- the queue processor ------------------------------------------------------------
+
+    async def _run_queue(self) -> None:
+        while True:
+            await self._session_ready.wait()
+            session = self._session
+            if session is None:
+                continue
+            lost = False
+            try:
+                await self._drain(session)
+                lost = True
+            finally:
+                self._recall(count_failure=lost)
+
+    async def _drain(self, session: _Session) -> None:
+        """Publish from the queue head until the session is lost.
+
+        Publishers start at one and one more is added per acknowledgement, up to
+        max_in_flight (TCP slow start): after a reconnect the oldest message goes
+        out alone first, so a message that makes the broker drop the link is the
+        only one charged for it, and the window is wide again within a few round trips.
+        """
+        workers: set[asyncio.Task[None]] = set()
+
+        def widen() -> None:
+            if len(workers) < self.config.max_in_flight and not session.lost.is_set():
+                workers.add(self._spawn(self._publisher(session, widen), "publisher",
+                                        owned=False))
+
+        widen()
+        try:
+            await session.lost.wait()
+        finally:
+            for task in workers:
+                task.cancel()
+            if workers:
+                await asyncio.wait(workers)
+
+    async def _publisher(self, session: _Session, widen: Callable[[], None]) -> None:
+        queue = self._queue
+        link = session.link
+        while True:
+            message = queue.take()
+            if message is None:
+                await queue.wait_pending()
+                continue
+            try:
+                await link.publish(message.topic, message.payload, message.qos, message.retain)
+            except LinkError as exc:
+                session.lose(str(exc))
+                return
+            queue.ack(message)
+            self._published += 1
+            widen()
+
+    def _recall(self, *, count_failure: bool) -> None:
+        """Put in-flight messages back at the head; charge them a failure if the link broke."""
+        recalled = self._queue.recall_in_flight()
+        if not count_failure:
+            self._queue.requeue(recalled)
+            return
+        keep = []
+        for message in recalled:
+            self._failed += 1
+            failures = message.failures + 1
+            if failures > self.config.message_retry_limit:
+                self._dropped_retry += 1
+                self._dead_letter(message, "retry_limit")
+                _LOG.error("dropped message for %s after %d failed sends",
+                           message.topic, failures)
+            else:
+                keep.append(QueuedMessage(message.topic, message.payload, message.qos,
+                                          message.retain, message.seq, message.enqueued_at,
+                                          failures))
+        self._queue.requeue(keep)
+
+    def _dead_letter(self, message: QueuedMessage, reason: str) -> None:
+        if self._on_dead_letter is None:
+            return
+        try:
+            self._on_dead_letter(message, reason)
+        except Exception:
+            _LOG.exception("dead-letter hook failed")
+
+    # -- the health check ---------------------------------------------------------------
+
+    async def _run_health_check(self) -> None:
+        probe = f"battery_hawk/_health/{self.broker.client_id or id(self)}"
+        while True:
+            await asyncio.sleep(self.config.health_check_interval)
+            session = self._session
+            if session is None or session.lost.is_set():
+                continue
+            try:
+                # An UNSUBACK round trip proves the broker still answers on this link.
+                await session.link.unsubscribe(probe)
+            except LinkError as exc:
+                session.lose(f"health check failed: {exc}")
+
+
+def _matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic-filter matching (``+`` one level, ``#`` the rest)."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    if topic.startswith("$") and filter_parts[0] in ("+", "#"):
+        return False
+    for i, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if i >= len(topic_parts) or (part != "+" and part != topic_parts[i]):
+            return False
+    return len(filter_parts) == len(topic_parts)

@@ -1,0 +1,194 @@
+"""One connection to the broker: a thin owner of one aiomqtt.Client.
+
+This file and interface.py's callers never see ``aiomqtt.MqttError``: every failure
+leaves as :class:`LinkError`. A fresh ``Link`` (so a fresh client) is made for every
+connection attempt; reusing a paho client makes it resend its own unacknowledged
+messages on reconnect, which duplicates what the queue resends anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+
+from battery_hawk.errors import BatteryHawkError
+
+from .backoff import ReconnectionConfig
+from .settings import BrokerSettings
+
+__all__ = ["Link", "LinkError"]
+
+# paho and aiomqtt log every dropped socket (and, with 100 publishes in flight,
+# "There are N pending publish calls"). The interface logs the outcome itself,
+# once per outage, so their chatter goes to a logger of its own that only lets
+# critical records through.
+_PAHO_LOGGER = logging.getLogger("battery_hawk.mqtt.paho")
+_PAHO_LOGGER.setLevel(logging.CRITICAL)
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt.Client with one race fixed.
+
+    aiomqtt 2 registers the socket writer through ``call_soon_threadsafe``; when the
+    broker dies just after a publish, paho closes the socket before that callback
+    runs and asyncio logs "Exception in callback ... Bad file descriptor" (or, if the
+    descriptor number was reused, watches someone else's socket). This version checks
+    that the socket is still the client's open socket when the callback runs.
+    """
+
+    def _on_socket_register_write(
+        self, client: mqtt.Client, userdata: Any, sock: Any
+    ) -> None:
+        def on_writable() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            current = client.socket()
+            if current is not None and current is sock and current.fileno() >= 0:
+                self._loop.add_writer(current.fileno(), on_writable)
+
+        self._loop.call_soon_threadsafe(register)
+
+
+class LinkError(BatteryHawkError):
+    """The broker connection failed or broke (translated from aiomqtt)."""
+
+
+class Link:
+    """A single connection attempt and, if it succeeds, the connection."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        config: ReconnectionConfig,
+        *,
+        will_topic: str | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        will = None
+        if will_topic is not None:
+            will = aiomqtt.Will(will_topic, b"offline", qos=1, retain=True)
+        self._config = config
+        self._client = _Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=broker.client_id,
+            will=will,
+            clean_session=True,
+            keepalive=broker.keepalive,
+            # aiomqtt uses this for the CONNACK wait; lowered once connected.
+            timeout=config.connection_timeout,
+            tls_context=ssl_context,
+            tls_insecure=True if broker.tls.enabled and broker.tls.insecure else None,
+            logger=_PAHO_LOGGER,
+            max_inflight_messages=config.max_in_flight,
+        )
+        self._client.pending_calls_threshold = config.max_in_flight + 16
+        self._opened = False
+
+    async def open(self) -> None:
+        """Connect within connection_timeout, or raise LinkError."""
+        try:
+            async with asyncio.timeout(self._config.connection_timeout):
+                await self._client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            await self._abandon()
+            raise LinkError(_describe(exc)) from None
+        except (TimeoutError, OSError) as exc:
+            await self._abandon()
+            raise LinkError(_describe(exc) or "connection timed out") from None
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
+        self._opened = True
+        self._client.timeout = self._config.operation_timeout
+
+    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Publish and wait for the acknowledgement (QoS 1/2) within operation_timeout."""
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise LinkError(f"publish failed: {_describe(exc)}") from None
+
+    async def subscribe(self, topic_filter: str, qos: int) -> None:
+        """Subscribe and wait for SUBACK within operation_timeout."""
+        try:
+            await self._client.subscribe(topic_filter, qos=qos)
+        except aiomqtt.MqttError as exc:
+            raise LinkError(f"subscribe failed: {_describe(exc)}") from None
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        """Unsubscribe and wait for UNSUBACK within operation_timeout (also a cheap ping)."""
+        try:
+            await self._client.unsubscribe(topic_filter)
+        except aiomqtt.MqttError as exc:
+            raise LinkError(f"unsubscribe failed: {_describe(exc)}") from None
+
+    async def receive(self, handler: Callable[[str, bytes], Awaitable[None]]) -> None:
+        """Hand every incoming message to ``handler``; raises LinkError when the link is lost."""
+        try:
+            async for message in self._client.messages:
+                payload = message.payload
+                if isinstance(payload, bytes | bytearray):
+                    data = bytes(payload)
+                elif payload is None:
+                    data = b""
+                else:
+                    data = str(payload).encode()
+                await handler(message.topic.value, data)
+        except aiomqtt.MqttError as exc:
+            cause = exc.__cause__ or exc
+            raise LinkError(f"connection lost: {_describe(cause)}") from None
+        raise LinkError("connection lost")
+
+    async def close(self) -> None:
+        """Disconnect cleanly if the link is up (no Last Will), else just release it."""
+        if self._opened:
+            self._opened = False
+            try:
+                async with asyncio.timeout(self._config.operation_timeout):
+                    await self._client.__aexit__(None, None, None)
+            except (aiomqtt.MqttError, TimeoutError, OSError):
+                pass
+        await self._abandon()
+
+    async def _abandon(self) -> None:
+        """Leave nothing behind: socket closed, aiomqtt's helper task ended, errors read.
+
+        aiomqtt 2 has no public way to do this after a failed or dead connection, so
+        this reaches into its (stable across 2.x) internals, defensively.
+        """
+        client = self._client
+        paho = getattr(client, "_client", None)
+        sock_close = getattr(paho, "_sock_close", None)
+        if callable(sock_close):
+            with contextlib.suppress(Exception):
+                sock_close()
+        # Mark the exception of a link that died as retrieved, or asyncio logs
+        # "Future exception was never retrieved" when the client is collected.
+        for name in ("_disconnected", "_connected"):
+            future = getattr(client, name, None)
+            if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+                future.exception()
+        misc = getattr(client, "_misc_task", None)
+        if isinstance(misc, asyncio.Task) and not misc.done():
+            misc.cancel()
+            await asyncio.wait({misc}, timeout=1.0)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__

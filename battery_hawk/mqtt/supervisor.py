@@ -1,0 +1,71 @@
+"""Named, owned background tasks and the logged connection state of the interface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from .settings import ConnectionState
+
+__all__ = ["Supervisor"]
+
+_LOG = logging.getLogger("battery_hawk.mqtt")
+_TASK_PREFIX = "battery-hawk-mqtt-"
+
+
+class Supervisor:
+    """Owns the interface's tasks and its ConnectionState (each change logged once)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._state = ConnectionState.DISCONNECTED
+        self._consecutive_failures = 0
+        self._last_attempt: float | None = None
+        self._last_error: str | None = None
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, None], name: str, *, owned: bool = True
+    ) -> asyncio.Task[None]:
+        """Start a named task. ``owned`` ones are stopped by _stop_tasks; the others
+        belong to the task that spawned them, which cancels and awaits them."""
+        task = asyncio.get_running_loop().create_task(coro, name=_TASK_PREFIX + name)
+        task.add_done_callback(_report_crash)
+        if owned:
+            self._tasks[name] = task
+        return task
+
+    async def _stop_tasks(self, *names: str) -> None:
+        """Cancel the named owned tasks and wait until they have ended."""
+        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _set_state(self, state: ConnectionState, reason: str | None = None) -> None:
+        if state is self._state:
+            return
+        previous, self._state = self._state, state
+        host = getattr(self, "broker", None)
+        where = f"{host.host}:{host.port}" if host is not None else "broker"
+        if state is ConnectionState.CONNECTED:
+            _LOG.info("MQTT connected to %s (was %s)", where, previous.value)
+        elif state is ConnectionState.RECONNECTING:
+            _LOG.warning("MQTT connection to %s lost (%s); reconnecting", where, reason)
+        elif state is ConnectionState.FAILED:
+            _LOG.error("MQTT connection to %s FAILED after %d attempts (%s); "
+                       "still retrying every max_retry_delay", where,
+                       self._consecutive_failures, reason)
+        else:
+            _LOG.info("MQTT %s: %s", where, state.value)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Log a task that died of a bug (this also marks its exception as retrieved)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        _LOG.error("task %s crashed", task.get_name(), exc_info=exc)
