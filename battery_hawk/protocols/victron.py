@@ -248,6 +248,7 @@ class Victron(Driver):
         super().__init__(key)
         assert self.key is not None
         self._hex_key = self.key.hex()
+        self._key_check = self.key[0]
         self._parsers: dict[type, Any] = {}
 
     @classmethod
@@ -269,7 +270,7 @@ class Victron(Driver):
             raise DecodeError(f"victron payload too short: {len(frame)} bytes")
         if frame[0] != PRODUCT_ADVERTISEMENT:
             raise NotAReading(f"victron record type {frame[0]:#04x} is not an instant readout")
-        if frame[HEADER_SIZE - 1] != self.key[0]:  # type: ignore[index]
+        if frame[HEADER_SIZE - 1] != self._key_check:
             raise DecodeError("victron key check byte does not match: wrong advertisement key")
         detect, mappers, errors = _library()
         device_type = detect(frame)
