@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from battery_hawk.ble.breaker import BreakerState, CircuitBreaker
 from battery_hawk.ble.exchange import (
+    fetch_reading,
     read_reading,
     reading_from_advertisement,
     stream_readings,
@@ -31,6 +32,7 @@ __all__ = [
     "NotifyCallback",
     "ScanResult",
     "Transport",
+    "fetch_reading",
     "read_command",
     "read_reading",
     "reading_from_advertisement",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import NamedTuple
 
-from battery_hawk.ble.exchange import read_reading, stream_readings, wait_for_advert_reading
+from battery_hawk.ble.exchange import fetch_reading
 from battery_hawk.ble.transport import BleakTransport
-from battery_hawk.errors import ConnectTimeoutError, DeviceDisconnectedError
 from battery_hawk.models import Advertisement, Reading
 from battery_hawk.protocols import get_driver, identify
-from battery_hawk.protocols.base import Mode
 
 __all__ = ["ScanResult", "read_command", "scan_command"]
 
@@ -33,7 +30,7 @@ async def scan_command(adapter: str, timeout: float) -> list[ScanResult]:
             results.append(ScanResult(adv, None, None))
         else:
             results.append(ScanResult(adv, match.driver.family, match.reason))
-    results.sort(key=lambda r: -999 if r.advertisement.rssi is None else -r.advertisement.rssi)
+    results.sort(key=lambda r: 999 if r.advertisement.rssi is None else -r.advertisement.rssi)
     return results
 
 
@@ -51,17 +48,5 @@ async def read_command(
     decode (e.g. a wrong key). Connecting and reading each get `timeout` seconds.
     """
     driver = get_driver(type_name)(key)
-    transport = BleakTransport(adapter, connect_timeout=timeout)
-    if driver.mode is Mode.PASSIVE:
-        _adv, reading = await wait_for_advert_reading(transport, address, driver, timeout)
-        return reading
-    async with transport.connect(address, timeout=timeout) as link:
-        if driver.mode is not Mode.NOTIFY:
-            return await read_reading(link, driver, timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                async for reading in stream_readings(link, driver):
-                    return reading
-        except TimeoutError:
-            raise ConnectTimeoutError(f"{address}: no {driver.family} notification") from None
-    raise DeviceDisconnectedError(f"{address}: link dropped before the first notification")
+    return await fetch_reading(BleakTransport(adapter, connect_timeout=timeout), address, driver,
+                               timeout)

@@ -26,6 +26,7 @@ from battery_hawk.models import Advertisement, Reading
 from battery_hawk.protocols.base import Driver, Mode
 
 __all__ = [
+    "fetch_reading",
     "read_reading",
     "reading_from_advertisement",
     "stream_readings",
@@ -174,3 +175,27 @@ async def wait_for_advert_reading(
     if last_error is not None:
         raise last_error
     raise ConnectTimeoutError(f"{address}: no {driver.family} advertisement within {timeout} s")
+
+
+async def fetch_reading(
+    transport: Transport, address: str, driver: Driver, timeout: float
+) -> Reading:
+    """One Reading however the family delivers it: wait for an advert (PASSIVE), or
+    connect and poll / read / take the first notification. Connecting and reading
+    each get timeout seconds; the link is closed before returning.
+    """
+    if driver.mode is Mode.PASSIVE:
+        _adv, reading = await wait_for_advert_reading(transport, address, driver, timeout)
+        return reading
+    async with transport.connect(address, timeout=timeout) as link:
+        if driver.mode is not Mode.NOTIFY:
+            return await read_reading(link, driver, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                async for reading in stream_readings(link, driver):
+                    return reading
+        except TimeoutError:
+            raise ConnectTimeoutError(
+                f"{address}: no {driver.family} notification within {timeout} s"
+            ) from None
+    raise DeviceDisconnectedError(f"{address}: link dropped before the first notification")

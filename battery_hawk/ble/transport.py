@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -28,6 +30,9 @@ from bleak_retry_connector import (
     establish_connection,
     get_device_by_adapter,
 )
+from dbus_fast import BusType, DBusError, Message, MessageType
+from dbus_fast.aio import MessageBus
+from dbus_fast.auth import AuthExternal
 
 from battery_hawk.ble._errors import BLEAK_FAILURES, IN_PROGRESS, dbus_error_name, translate
 from battery_hawk.ble.link import NotifyCallback
@@ -48,6 +53,7 @@ _BLEAK_FAILURES_OS: tuple[type[BaseException], ...] = (*BLEAK_FAILURES, OSError)
 
 ADVERT_QUEUE_SIZE = 256
 DISCONNECT_TIMEOUT = 5.0
+DBUS_TIMEOUT = 5.0
 
 
 def to_advertisement(device: BLEDevice, adv: AdvertisementData) -> Advertisement:
@@ -205,6 +211,36 @@ class BleakLink:
         self._dropped.set()
 
 
+_MAC = re.compile(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
+
+
+async def _adapter_by_address(address: str) -> str:
+    """hciN of the BlueZ adapter with this MAC, from org.bluez's managed objects."""
+    bus = MessageBus(bus_type=BusType.SYSTEM, auth=AuthExternal(uid=os.getuid()))
+    try:
+        async with asyncio.timeout(DBUS_TIMEOUT):
+            await bus.connect()
+            reply = await bus.call(
+                Message(
+                    destination="org.bluez",
+                    path="/",
+                    interface="org.freedesktop.DBus.ObjectManager",
+                    member="GetManagedObjects",
+                )
+            )
+    except (OSError, TimeoutError, DBusError) as exc:
+        raise TransportError(f"adapter {address}: cannot ask BlueZ ({exc!r})") from exc
+    finally:
+        bus.disconnect()
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        raise TransportError(f"adapter {address}: BlueZ did not list its objects")
+    for path, interfaces in reply.body[0].items():
+        props = interfaces.get("org.bluez.Adapter1")
+        if props and str(props["Address"].value).upper() == address.upper():
+            return str(path).rsplit("/", 1)[-1]
+    raise TransportError(f"no Bluetooth adapter with address {address}")
+
+
 class BleakTransport:
     """The Transport of one adapter over bleak's BlueZ backend."""
 
@@ -225,6 +261,13 @@ class BleakTransport:
         self.in_progress_retries = in_progress_retries
         self.in_progress_backoff = in_progress_backoff
         self._semaphore: asyncio.Semaphore | None = None
+        self._adapter_name: str | None = None if _MAC.fullmatch(adapter) else adapter
+
+    async def adapter_name(self) -> str:
+        """The BlueZ name (hciN) of the configured adapter, which may be given by its MAC."""
+        if self._adapter_name is None:
+            self._adapter_name = await _adapter_by_address(self.adapter)
+        return self._adapter_name
 
     def _slots(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -238,7 +281,7 @@ class BleakTransport:
         return self._advert_gen()
 
     async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
-        gate = _gate(self.adapter)
+        gate = _gate(await self.adapter_name())
         queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
         await gate.subscribe(queue)
         try:
@@ -271,7 +314,7 @@ class BleakTransport:
         """Connect (scanning paused), yield a Link, disconnect on exit."""
         address = address.upper()
         timeout = self.connect_timeout if timeout is None else timeout
-        gate = _gate(self.adapter)
+        gate = _gate(await self.adapter_name())
         async with self._slots():
             async with gate.lock:
                 gate.connections += 1
@@ -335,11 +378,12 @@ class BleakTransport:
     async def _find(self, address: str, timeout: float) -> BLEDevice:
         """The BLEDevice BlueZ already knows, else one found by a short discovery."""
         try:
-            device = await get_device_by_adapter(address, self.adapter)
+            adapter = await self.adapter_name()
+            device = await get_device_by_adapter(address, adapter)
             if device is None:
                 # discovery before the connect, inside the adapter lock: never concurrent
                 device = await BleakScanner.find_device_by_address(
-                    address, timeout=timeout, bluez={"adapter": self.adapter}
+                    address, timeout=timeout, bluez={"adapter": adapter}
                 )
         except BLEAK_FAILURES as exc:
             raise translate(exc, address, "looking up the device") from exc

@@ -268,3 +268,44 @@ async def test_discovery_pauses_while_a_connection_is_held(fake_bluez: FakeBlueZ
     finally:
         await adverts.aclose()  # type: ignore[attr-defined]
     assert fake_bluez.adapter_state()["discovering"] is False
+
+
+async def test_adapter_may_be_given_by_its_address(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    transport = BleakTransport("00:1a:7d:da:71:01", connect_timeout=5)
+
+    assert await transport.adapter_name() == "hci0"
+    async with transport.connect(BM6_ADDR) as link:
+        assert await read_reading(link, BM6(), timeout=5) == CAR
+
+
+async def test_missing_adapter_is_a_transport_error(fake_bluez: FakeBlueZ) -> None:
+    with pytest.raises(TransportError, match="hci7"):
+        await BleakTransport("hci7").scan(0.2)
+    with pytest.raises(TransportError, match="no Bluetooth adapter"):
+        await BleakTransport("11:22:33:44:55:66").scan(0.2)
+
+
+async def test_passive_adverts_follow_the_device(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.ble import reading_from_advertisement
+    from battery_hawk.protocols import Victron
+
+    fake_bluez.add_victron(VICTRON_ADDR, VICTRON_KEY, SHUNT)
+    driver = Victron(VICTRON_KEY)
+    later = Reading(voltage=12.25, soc=80.0, current=2.5, consumed_ah=-3.4,
+                    remaining_mins=600.0, aux_voltage=12.7, state=BatteryState.CHARGING)
+    adverts = BleakTransport("hci0").advertisements()
+    seen: list[Reading] = []
+    try:
+        async with asyncio.timeout(5):
+            async for adv in adverts:
+                reading = reading_from_advertisement(adv, driver)
+                if not seen or seen[-1] != reading:
+                    seen.append(reading)
+                if len(seen) == 1:
+                    fake_bluez.set_victron_reading(VICTRON_ADDR, VICTRON_KEY, later)
+                if reading == later:
+                    break
+    finally:
+        await adverts.aclose()  # type: ignore[attr-defined]
+    assert seen == [SHUNT, later]
