@@ -34,6 +34,7 @@ from battery_hawk.simulator.battery import BatteryModel, BatteryProfile, Chemist
 __all__ = [
     "FAMILIES",
     "SimBM2",
+    "SimBM7",
     "SimBatteryService",
     "SimDevice",
     "SimLeagendPoll",

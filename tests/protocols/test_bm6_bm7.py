@@ -140,3 +140,18 @@ def test_random_payload_after_a_valid_prefix_raises_only_decode_error(tail: byte
     except DecodeError:
         return
     assert reading.soc is not None and 0 <= reading.soc <= 100
+
+
+@given(
+    centivolts=st.integers(0, 0xFFFF),
+    soc=st.integers(0, 100),
+    temperature=st.integers(-255, 255),
+    state=st.sampled_from([BatteryState.NORMAL, BatteryState.LOW_VOLTAGE, BatteryState.CHARGING]),
+)
+def test_any_encodable_reading_round_trips(
+    centivolts: int, soc: int, temperature: int, state: BatteryState
+) -> None:
+    reading = Reading(
+        voltage=centivolts / 100, soc=float(soc), temperature=float(temperature), state=state
+    )
+    assert BM6().decode(frames.bm6_reply(reading)) == reading

@@ -150,3 +150,42 @@ def test_random_records_behind_a_valid_header_raise_only_decode_error(
     frame = bytes([0x10, 0x02, 0x89, 0xA3, readout_type, 0, 0, SMARTSHUNT_KEY[0]]) + body
     with contextlib.suppress(DecodeError):
         Victron(SMARTSHUNT_KEY).decode(frame)
+
+
+@given(
+    centivolts=st.integers(-0x8000, 0x7FFE),
+    milliamps=st.integers(-0x200000, 0x1FFFFF),
+    soc_tenths=st.integers(0, 1000),
+    consumed_tenths=st.integers(0, 0xFFFFE),
+    remaining=st.integers(0, 0xFFFE),
+    centi_celsius=st.integers(-4000, 6000),
+    nonce=st.integers(0, 0xFFFF),
+)
+def test_any_encodable_battery_monitor_reading_round_trips(
+    centivolts: int,
+    milliamps: int,
+    soc_tenths: int,
+    consumed_tenths: int,
+    remaining: int,
+    centi_celsius: int,
+    nonce: int,
+) -> None:
+    current = milliamps / 1000
+    state = (
+        BatteryState.CHARGING
+        if current > 0
+        else BatteryState.DISCHARGING
+        if current < 0
+        else BatteryState.IDLE
+    )
+    reading = Reading(
+        voltage=centivolts / 100,
+        soc=soc_tenths / 10,
+        temperature=centi_celsius / 100,
+        current=current,
+        consumed_ah=-consumed_tenths / 10,
+        remaining_mins=float(remaining),
+        state=state,
+    )
+    payload = frames.victron_battery_monitor(reading, SMARTSHUNT_KEY, nonce)
+    assert Victron(SMARTSHUNT_KEY).decode(payload) == reading
