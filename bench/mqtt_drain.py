@@ -1,0 +1,160 @@
+"""Benchmark: how fast MQTTInterface drains its queue, and how fast it reconnects.
+
+1. Drain: 20,000 QoS 1 messages are published while mosquitto is down; mosquitto is
+   started and the time from the connection to the empty queue is measured. In the
+   same run raw aiomqtt publishes the same messages with 100 publishes in flight (100
+   workers on one client). Both are repeated (alternating) and the medians compared;
+   target drain_ratio >= 0.8.
+2. Reconnect: with initial_retry_delay 1 s, mosquitto is SIGKILLed and restarted 5
+   times; each time the interval from the restart (process launch) to the first
+   acknowledged publish is measured; target median <= 1.5 s.
+
+Run: ``.venv/bin/python bench/mqtt_drain.py [--messages N] [--rounds R]``. The last line
+printed is one JSON object (DESIGN.md section 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiomqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from battery_hawk.mqtt import (
+    BrokerSettings,
+    ConnectionState,
+    MQTTInterface,
+    ReconnectionConfig,
+)
+from tests.support.brokers import Mosquitto
+
+TOPIC = "bench/device/aabbccddee01/state"
+IN_FLIGHT = 100
+
+
+def _payloads(count: int) -> list[bytes]:
+    return [
+        json.dumps({"device_id": "aabbccddee01", "seq": i, "voltage": 12.84, "soc": 87,
+                    "temperature": 21.0, "current": None, "state": "normal",
+                    "timestamp": "2026-11-22T19:00:00.123Z"}).encode()
+        for i in range(count)
+    ]
+
+
+async def _raw_rate(port: int, payloads: list[bytes]) -> float:
+    """Messages/s for raw aiomqtt with IN_FLIGHT QoS 1 publishes awaiting their ack."""
+    quiet = logging.getLogger("bench.paho")
+    quiet.setLevel(logging.CRITICAL)
+    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=IN_FLIGHT,
+                              logger=quiet, timeout=30) as client:
+        client.pending_calls_threshold = IN_FLIGHT + 16
+        it = iter(payloads)
+
+        async def worker() -> None:
+            for payload in it:
+                await client.publish(TOPIC, payload, qos=1)
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(IN_FLIGHT):
+                tg.create_task(worker())
+        return len(payloads) / (time.perf_counter() - start)
+
+
+async def _drain_rate(broker: Mosquitto, payloads: list[bytes]) -> float:
+    """Messages/s for MQTTInterface draining a queue filled while the broker was down."""
+    broker.kill()
+    config = ReconnectionConfig(initial_retry_delay=0.05, max_retry_delay=0.1,
+                                message_queue_size=len(payloads) + 10,
+                                max_in_flight=IN_FLIGHT)
+    iface = MQTTInterface(BrokerSettings("127.0.0.1", broker.port, client_id="bench-drain"),
+                          config)
+    async with iface:
+        for payload in payloads:
+            await iface.publish(TOPIC, payload, qos=1)
+        assert iface.stats.queue_size == len(payloads)
+        await broker.start_async()
+        if not await iface.wait_connected(30):
+            raise RuntimeError("the interface did not connect")
+        start = time.perf_counter()
+        if not await iface.flush(120):
+            raise RuntimeError("the queue did not drain")
+        elapsed = time.perf_counter() - start
+        stats = iface.stats
+    if stats.messages_published != len(payloads) or stats.messages_dropped:
+        raise RuntimeError(f"drain lost messages: {stats}")
+    return len(payloads) / elapsed
+
+
+async def _reconnect_times(restarts: int) -> list[float]:
+    """Seconds from each broker restart to the first acknowledged publish after it."""
+    broker = Mosquitto()
+    broker.start()
+    times: list[float] = []
+    config = ReconnectionConfig(initial_retry_delay=1.0)
+    iface = MQTTInterface(BrokerSettings("127.0.0.1", broker.port, client_id="bench-reconnect"),
+                          config, status_topic="bench/gateway/status")
+    try:
+        async with iface:
+            if not await iface.wait_connected(10):
+                raise RuntimeError("the interface did not connect")
+            for i in range(restarts):
+                broker.kill()
+                async with asyncio.timeout(30):
+                    while iface.connection_state is ConnectionState.CONNECTED:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                await iface.publish("bench/reconnect", str(i), qos=1)
+                start = time.perf_counter()
+                broker.launch()
+                if not await iface.flush(30):  # returns once the broker acknowledged it
+                    raise RuntimeError("no acknowledgement after the restart")
+                times.append(time.perf_counter() - start)
+    finally:
+        broker.close()
+    return times
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--restarts", type=int, default=5)
+    args = parser.parse_args()
+    payloads = _payloads(args.messages)
+
+    drain: list[float] = []
+    raw: list[float] = []
+    with Mosquitto() as broker:
+        for _ in range(args.rounds):
+            raw.append(await _raw_rate(broker.port, payloads))
+            drain.append(await _drain_rate(broker, payloads))
+    reconnect = await _reconnect_times(args.restarts)
+
+    drain_rate = statistics.median(drain)
+    raw_rate = statistics.median(raw)
+    ratio = drain_rate / raw_rate
+    p50 = statistics.median(reconnect)
+    print(f"{'measure':<40} {'value':>12}  target")
+    print(f"{'messages per run (QoS 1)':<40} {args.messages:>12}")
+    print(f"{'raw aiomqtt, 100 in flight (msg/s)':<40} {raw_rate:>12.0f}  "
+          f"runs: {', '.join(f'{r:.0f}' for r in raw)}")
+    print(f"{'MQTTInterface drain (msg/s)':<40} {drain_rate:>12.0f}  "
+          f"runs: {', '.join(f'{r:.0f}' for r in drain)}")
+    print(f"{'drain ratio (drain / raw)':<40} {ratio:>12.2f}  >= 0.8")
+    print(f"{'restart -> first ack, median (s)':<40} {p50:>12.2f}  <= 1.5  "
+          f"runs: {', '.join(f'{t:.2f}' for t in reconnect)}")
+    print(json.dumps({"drain_rate": round(drain_rate), "raw_rate": round(raw_rate),
+                      "drain_ratio": round(ratio, 3), "reconnect_p50_s": round(p50, 3)}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
