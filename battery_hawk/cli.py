@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"battery-hawk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", parents=[common, with_config], help="run the daemon (what systemd starts)",
+    sub.add_parser("run", parents=[common, with_config],
+                   help="run the daemon (what systemd starts)",
                    description="Run the daemon with the given configuration until SIGTERM.")
 
     demo = sub.add_parser(
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=1883, metavar="P",
                       help="broker port; a free one is picked if P is taken (default 1883)")
     demo.add_argument("--interval", type=float, default=None, metavar="S",
-                      help="seconds between readings of each device (default 2, or 1 with --devices)")
+                      help="seconds between readings of each device (default 2)")
     demo.add_argument("--fault", choices=("broker",), default=None,
                       help="'broker': stop and restart the embedded broker every 20 s")
     demo.add_argument("--no-live", action="store_true",
@@ -117,7 +118,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _check_config(args.config, config)
         from battery_hawk.app import run_daemon
 
-        return asyncio.run(run_daemon(config))
+        code: int = asyncio.run(run_daemon(config, args.config))
+        return code
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     if command == "demo":
         from battery_hawk.demo import DemoOptions, run_demo
@@ -157,10 +159,11 @@ async def _scan(adapter: str, timeout: float) -> int:
     if not found:
         print("no devices seen")
         return EXIT_OK
-    print(f"{'ADDRESS':<18} {'RSSI':>5}  {'FAMILY':<8} NAME")
-    for adv, family in sorted(found, key=lambda item: -(item[0].rssi or -999)):
+    print(f"{'ADDRESS':<18} {'RSSI':>5}  {'FAMILY':<8} {'NAME':<20} RECOGNISED BY")
+    for adv, family, reason in found:
         rssi = "" if adv.rssi is None else str(adv.rssi)
-        print(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} {adv.name or ''}")
+        print(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} {adv.name or '':<20} "
+              f"{reason or ''}")
     return EXIT_OK
 
 

@@ -36,6 +36,11 @@ class Supervisor:
             self._tasks[name] = task
         return task
 
+    @property
+    def alive(self) -> bool:
+        """True while every background task of the interface is running (for watchdogs)."""
+        return bool(self._tasks) and all(not task.done() for task in self._tasks.values())
+
     async def _stop_tasks(self, *names: str) -> None:
         """Cancel the named owned tasks and wait until they have ended."""
         tasks = [self._tasks.pop(name) for name in names if name in self._tasks]

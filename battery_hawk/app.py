@@ -1,0 +1,407 @@
+"""Builds the daemon from a Config, owns its tasks, and handles signals.
+
+Readings flow coordinator -> App (the sink) -> publisher builders -> MQTTInterface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from battery_hawk import __version__
+from battery_hawk.ble.link import Transport
+from battery_hawk.config import Config, DeviceConfig, load_config
+from battery_hawk.coordinator import DeviceCoordinator, offline_after
+from battery_hawk.errors import BatteryHawkError, ConfigError
+from battery_hawk.http import DeviceStatus as HttpDeviceStatus
+from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
+from battery_hawk.insight import AlertEvaluator, AlertThresholds, alert_payload, alert_state_payload
+from battery_hawk.models import DeviceInfo, DeviceReading
+from battery_hawk.mqtt import MQTTInterface
+from battery_hawk.protocols import get_driver
+from battery_hawk.publisher import (
+    PAYLOAD_OFFLINE,
+    PAYLOAD_ONLINE,
+    Topics,
+    discovery_messages,
+    gateway_discovery_messages,
+    removal_messages,
+    reported_fields,
+    state_payload,
+)
+from battery_hawk.runtime import Announcements, GatewayStats, build_mqtt
+from battery_hawk.storage import SeqStore
+from battery_hawk.systemd import Notifier
+
+__all__ = ["App", "run_daemon"]
+
+_log = logging.getLogger(__name__)
+
+STOP_GRACE = 15.0  # seconds in-flight reads may take to finish on shutdown
+FLUSH_TIMEOUT = 10.0  # seconds the MQTT queue may take to drain on shutdown
+
+
+class App:
+    """The running daemon: coordinators, scanner, publisher, MQTT, HTTP and housekeeping."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transport: Transport | None = None,
+        notifier: Notifier | None = None,
+        stats_interval: float = 60.0,
+        availability_interval: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_prefix, config.gateway_id,
+                             config.mqtt.discovery_prefix)
+        self._transport = transport
+        self._notifier = notifier or Notifier()
+        self._stats_interval = stats_interval
+        self._availability_interval = availability_interval
+        self.started_at = time.monotonic()
+        storage = Path(config.storage.path)
+        self._seq = SeqStore(storage)
+        self._announced = Announcements(storage)
+        self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
+        self.coordinators: dict[str, DeviceCoordinator] = {}
+        self._alerts: dict[str, AlertEvaluator] = {}
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._stats = GatewayStats()
+        self.http: HttpServer | None = None
+        self.metrics = Metrics()
+        if self.mqtt is not None:
+            mqtt = self.mqtt
+            self.metrics.bind_mqtt(lambda: mqtt.stats.as_dict())
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from battery_hawk.ble import BleakTransport
+
+            bt = self.config.bluetooth
+            self._transport = BleakTransport(
+                adapter=bt.adapter, connect_timeout=bt.connect_timeout,
+                max_concurrent_connections=bt.max_concurrent_connections,
+            )
+        return self._transport
+
+    async def start(self) -> None:
+        """Start every part; returns once the tasks run (the broker may still be away)."""
+        await self._start_http()
+        if self.mqtt is not None:
+            await self.mqtt.start()
+            await self.mqtt.subscribe(self.topics.ha_status, self._on_ha_status)
+            for topic, payload in gateway_discovery_messages(self.topics):
+                await self._publish(topic, payload, retain=True)
+        await self._remove_stale_devices({d.device_id for d in self.config.devices})
+        for device in self.config.devices:
+            self._add_device(device)
+        self._spawn(self._scan_loop(), "scanner")
+        self._spawn(self._availability_loop(), "availability")
+        self._spawn(self._stats_loop(), "gateway-stats")
+        if self._notifier.watchdog_interval:
+            self._spawn(self._watchdog_loop(self._notifier.watchdog_interval), "watchdog")
+        self._notifier.ready()
+        _log.info("battery-hawk started: %d device(s), gateway %s",
+                  len(self.config.devices), self.config.gateway_id)
+
+    async def stop(self) -> None:
+        """Stop scanning, let in-flight reads finish (bounded), flush MQTT, say offline."""
+        self._notifier.stopping()
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        device_tasks = list(self._device_tasks.values())
+        if device_tasks:
+            _, pending = await asyncio.wait(device_tasks, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*self._tasks, *device_tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._device_tasks.clear()
+        self._seq.flush()
+        if self.mqtt is not None:
+            await self.mqtt.disconnect(FLUSH_TIMEOUT)
+        if self.http is not None:
+            await self.http.__aexit__(None, None, None)
+            self.http = None
+        _log.info("battery-hawk stopped")
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=f"battery-hawk:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            _log.error("task %s died: %r", task.get_name(), task.exception())
+
+    # ---- devices -----------------------------------------------------------------
+
+    def _add_device(self, device: DeviceConfig) -> None:
+        driver = get_driver(device.type)(device.key)
+        coordinator = DeviceCoordinator(
+            device, driver, self.transport, self, self._seq,
+            connect_timeout=self.config.bluetooth.connect_timeout,
+        )
+        self.coordinators[device.device_id] = coordinator
+        self.metrics.add_device(coordinator.info)
+        a = device.alerts
+        self._alerts[device.device_id] = AlertEvaluator(
+            AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature)
+        )
+        if not coordinator.passive:
+            task = asyncio.create_task(coordinator.run(self._stop),
+                                       name=f"battery-hawk:device:{device.device_id}")
+            self._device_tasks[device.device_id] = task
+
+    async def _remove_device(self, device_id: str) -> None:
+        task = self._device_tasks.pop(device_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.coordinators.pop(device_id, None)
+        self._alerts.pop(device_id, None)
+        self.metrics.remove_device(device_id)
+        await self._remove_stale_devices(set(self.coordinators))
+
+    async def _remove_stale_devices(self, keep: set[str]) -> None:
+        """Delete the HA entities of devices no longer configured (empty retained docs)."""
+        for device_id, (fields, kinds) in self._announced.items():
+            if device_id in keep:
+                continue
+            _log.info("device %s left the configuration: removing its entities", device_id)
+            for topic, payload in removal_messages(device_id, fields, kinds, self.topics):
+                await self._publish(topic, payload, retain=True)
+            self._announced.forget(device_id)
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new device list (SIGHUP); other sections need a restart."""
+        old = {d.device_id: d for d in self.config.devices}
+        new = {d.device_id: d for d in config.devices}
+        for device_id, device in old.items():
+            if new.get(device_id) != device:
+                await self._remove_device(device_id)
+        self.config = config
+        for device_id, device in new.items():
+            if old.get(device_id) != device:
+                self._add_device(device)
+        await self._remove_stale_devices(set(new))
+        _log.info("configuration reloaded: %d device(s)", len(new))
+
+    # ---- ReadingSink ---------------------------------------------------------------
+
+    async def on_reading(self, reading: DeviceReading) -> None:
+        device = reading.device
+        did = device.device_id
+        fields = reported_fields(reading)
+        evaluator = self._alerts.get(did)
+        kinds = tuple(str(k) for k in evaluator.thresholds.kinds()) if evaluator else ()
+        if self._announced.update(did, fields, kinds):
+            await self._announce(device)
+        await self._publish(self.topics.device_state(did), state_payload(reading), retain=True)
+        if evaluator is not None:
+            changes = evaluator.evaluate(reading.reading, reading.timestamp)
+            for change in changes:
+                log = _log.warning if change.active else _log.info
+                log("%s: %s %s (value %s, threshold %s)", device.name, change.kind,
+                    "raised" if change.active else "cleared", change.value, change.threshold)
+                await self._publish(self.topics.device_alert(did),
+                                    alert_payload(did, change, reading.timestamp))
+            if changes or not self._stats.alerts_sent(did):
+                await self._publish(self.topics.device_alerts(did), alert_state_payload(
+                    did, evaluator.status(), reading.timestamp), retain=True)
+        self._stats.readings += 1
+        self.metrics.observe_reading(reading)
+
+    async def on_availability(self, device: DeviceInfo, online: bool) -> None:
+        payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
+        await self._publish(self.topics.device_availability(device.device_id), payload,
+                            retain=True)
+        self.metrics.set_online(device, online)
+
+    def on_error(self, device: DeviceInfo, kind: str) -> None:
+        if kind == "decode":
+            self.metrics.observe_decode_error(device)
+        else:
+            self.metrics.observe_transport_error(device)
+
+    async def _announce(self, device: DeviceInfo) -> None:
+        did = device.device_id
+        fields, kinds = self._announced.get(did)
+        coordinator = self.coordinators.get(did)
+        poll = coordinator.config.poll_interval if coordinator else 60.0
+        for topic, payload in discovery_messages(device, fields, self.topics,
+                                                 int(offline_after(poll)), kinds):
+            await self._publish(topic, payload, retain=True)
+
+    async def _on_ha_status(self, _topic: str, payload: bytes) -> None:
+        if payload.strip() != b"online":
+            return
+        _log.info("Home Assistant is online: re-sending discovery")
+        for topic, doc in gateway_discovery_messages(self.topics):
+            await self._publish(topic, doc, retain=True)
+        for did, coordinator in self.coordinators.items():
+            if did in self._announced:
+                await self._announce(coordinator.info)
+
+    async def _publish(self, topic: str, payload: object, *, retain: bool = False) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.publish(topic, payload, qos=self.config.mqtt.qos, retain=retain)
+
+    # ---- housekeeping loops -----------------------------------------------------------
+
+    async def _scan_loop(self) -> None:
+        """Feed advertisements to passive devices; restart the scanner if it fails."""
+        failing = False
+        while True:
+            if not any(c.passive for c in self.coordinators.values()):
+                await asyncio.sleep(self.config.bluetooth.scan_interval)
+                continue
+            try:
+                async for adv in self.transport.advertisements():
+                    coordinator = self._passive_by_address().get(adv.address)
+                    if coordinator is not None:
+                        await coordinator.feed(adv)
+                    if failing:
+                        failing = False
+                        _log.info("scanning works again")
+            except BatteryHawkError as exc:
+                if not failing:
+                    failing = True
+                    _log.warning("scanning failed: %s; retrying every %.0f s", exc,
+                                 self.config.bluetooth.scan_interval)
+            await asyncio.sleep(self.config.bluetooth.scan_interval)
+
+    def _passive_by_address(self) -> dict[str, DeviceCoordinator]:
+        return {c.config.address: c for c in self.coordinators.values() if c.passive}
+
+    async def _availability_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._availability_interval)
+            for coordinator in list(self.coordinators.values()):
+                await coordinator.check_availability()
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._stats_interval)
+            mqtt_stats = self.mqtt.stats.as_dict() if self.mqtt is not None else {}
+            doc = self._stats.snapshot(mqtt_stats, self.coordinators.values(), self.started_at)
+            await self._publish(self.topics.gateway_stats, doc)
+
+    def loops_alive(self) -> bool:
+        """True while every device loop and housekeeping task is running."""
+        tasks = [*self._tasks, *self._device_tasks.values()]
+        return all(not t.done() for t in tasks) and (self.mqtt is None or self.mqtt.alive)
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while True:
+            if self.loops_alive():
+                self._notifier.watchdog()
+            await asyncio.sleep(interval / 3)
+
+    async def _start_http(self) -> None:
+        http = self.config.http
+        if not http.enabled:
+            return
+        self.http = HttpServer(http.listen, http.port, self.metrics, self)
+        await self.http.__aenter__()
+
+    # ---- StatusProvider (HTTP) ------------------------------------------------------
+
+    def health(self) -> HealthSnapshot:
+        loops = {t.get_name().removeprefix("battery-hawk:"): not t.done()
+                 for t in (*self._tasks, *self._device_tasks.values())}
+        if self.mqtt is not None:
+            loops["mqtt"] = self.mqtt.alive
+        return HealthSnapshot(
+            mqtt_state=self.mqtt.connection_state.name.lower() if self.mqtt else "disabled",
+            uptime_s=time.monotonic() - self.started_at,
+            loops=loops,
+            mqtt_queue_size=self.mqtt.stats.queue_size if self.mqtt else None,
+            version=__version__,
+        )
+
+    def devices(self) -> list[HttpDeviceStatus]:
+        result = []
+        for coordinator in self.coordinators.values():
+            status = coordinator.status
+            last = status.last_reading
+            result.append(HttpDeviceStatus(
+                info=coordinator.info, online=bool(status.online),
+                last_seen=last.timestamp if last else None, latest=last,
+                readings=status.readings, decode_errors=status.decode_errors,
+                transport_errors=status.transport_errors, last_error=status.last_error,
+            ))
+        return result
+
+
+async def run_daemon(config: Config, config_path: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the device list from config_path."""
+    loop = asyncio.get_running_loop()
+    app = App(config)
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, app.request_stop)
+    loop.add_signal_handler(signal.SIGINT, app.request_stop)
+    if config_path is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    try:
+        await app.start()
+    except BatteryHawkError:
+        await app.stop()
+        raise
+    try:
+        while not app.stopping:
+            waiter = asyncio.create_task(reload_requested.wait(), name="battery-hawk:sighup")
+            stopper = asyncio.create_task(app.wait_stopped(), name="battery-hawk:sigterm")
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if reload_requested.is_set() and config_path is not None:
+                reload_requested.clear()
+                await _reload(app, config_path)
+    finally:
+        await app.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+async def _reload(app: App, path: str) -> None:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _log.error("SIGHUP: keeping the running configuration: %s", exc)
+        return
+    await app.reload(config)
+

@@ -1,0 +1,207 @@
+"""One coordinator per configured device: fetch frames, decode, stamp, hand on.
+
+Polled, reading and notifying devices are visited every ``poll_interval`` over a short
+connection (a Leagend monitor accepts one link at a time, and the adapter must not scan
+while it is connected, so no device may hold the radio for good). Passive devices are fed
+advertisements by the app's scanner and emit at most one reading per ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from battery_hawk.ble.breaker import CircuitBreaker
+from battery_hawk.ble.exchange import fetch_reading
+from battery_hawk.ble.link import Transport
+from battery_hawk.config import DeviceConfig
+from battery_hawk.errors import (
+    CircuitOpenError,
+    DecodeError,
+    NotAReading,
+    TransportError,
+)
+from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Reading
+from battery_hawk.protocols.base import Driver, Mode
+from battery_hawk.storage import SeqStore
+
+__all__ = ["DeviceCoordinator", "DeviceStatus", "ReadingSink", "offline_after"]
+
+_log = logging.getLogger(__name__)
+
+
+def offline_after(poll_interval: float) -> float:
+    """Seconds without a reading after which a device counts as offline."""
+    return max(3 * poll_interval, 180.0)
+
+
+class ReadingSink(Protocol):
+    """Where a coordinator sends what it learns (the app publishes it)."""
+
+    async def on_reading(self, reading: DeviceReading) -> None: ...
+
+    async def on_availability(self, device: DeviceInfo, online: bool) -> None: ...
+
+    def on_error(self, device: DeviceInfo, kind: str) -> None:
+        """Count a failure: kind is "decode" or "transport"."""
+        ...
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """What the status page and health endpoint show about one device."""
+
+    online: bool | None = None  # None until the first reading or timeout
+    last_reading: DeviceReading | None = None
+    last_seen: float | None = None  # monotonic time of the last reading
+    last_error: str | None = None
+    decode_errors: int = 0
+    transport_errors: int = 0
+    readings: int = 0
+
+
+class DeviceCoordinator:
+    """Turns one device's frames into stamped readings."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        driver: Driver,
+        transport: Transport,
+        sink: ReadingSink,
+        seq: SeqStore,
+        *,
+        connect_timeout: float = 20.0,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.info = DeviceInfo(
+            device_id=config.device_id,
+            address=config.address,
+            name=config.display_name,
+            model=driver.model,
+            manufacturer=driver.manufacturer,
+            family=driver.family,
+        )
+        self.status = DeviceStatus()
+        self._transport = transport
+        self._sink = sink
+        self._seq = seq
+        self._connect_timeout = connect_timeout
+        self._breaker = breaker or CircuitBreaker(
+            failure_threshold=5, recovery_timeout=max(300.0, config.poll_interval), clock=clock
+        )
+        self._clock = clock
+        self._started = clock()
+        self._last_emit: float | None = None
+        self._failing = False
+
+    @property
+    def passive(self) -> bool:
+        return self.driver.mode is Mode.PASSIVE
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Visit the device every poll_interval until ``stop`` is set (not for passive ones).
+
+        A visit under way when ``stop`` is set finishes first, so shutdown loses no reading.
+        """
+        interval = self.config.poll_interval
+        while not stop.is_set():
+            started = self._clock()
+            await self.poll_once()
+            pause = max(0.0, interval - (self._clock() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+
+    async def poll_once(self) -> Reading | None:
+        """One visit: connect, fetch a reading, publish it. Failures are counted, not raised."""
+        if not self._breaker.allow():
+            return None
+        try:
+            reading = await fetch_reading(self._transport, self.config.address, self.driver,
+                                          self._connect_timeout)
+        except TransportError as exc:
+            self._fail("transport", exc)
+            return None
+        except NotAReading as exc:
+            self._fail("transport", exc)  # the device answered, but never with a reading
+            return None
+        except DecodeError as exc:
+            self._breaker.record_success()  # the radio link works; the frame did not
+            self._fail("decode", exc)
+            return None
+        self._breaker.record_success()
+        await self._emit(reading, rssi=None)
+        return reading
+
+    async def feed(self, adv: Advertisement) -> Reading | None:
+        """Decode an advertisement of a passive device; publish at most once per interval."""
+        now = self._clock()
+        if self._last_emit is not None and now - self._last_emit < self.config.poll_interval:
+            return None
+        try:
+            reading = self.driver.decode(self.driver.advert_payload(adv))
+        except NotAReading:
+            return None
+        except DecodeError as exc:
+            self._fail("decode", exc)
+            return None
+        await self._emit(reading, rssi=adv.rssi)
+        return reading
+
+    async def check_availability(self) -> None:
+        """Mark the device offline once it has been silent too long (called periodically)."""
+        silent_since = self.status.last_seen if self.status.last_seen is not None else self._started
+        if self.status.online is not False and (
+            self._clock() - silent_since >= offline_after(self.config.poll_interval)
+        ):
+            self.status.online = False
+            _log.warning("%s (%s) is offline: no reading for %.0f s", self.info.name,
+                         self.info.address, self._clock() - silent_since)
+            await self._sink.on_availability(self.info, False)
+
+    async def _emit(self, reading: Reading, rssi: int | None) -> None:
+        now = self._clock()
+        self._last_emit = now
+        stamped = DeviceReading(
+            device=self.info,
+            reading=reading,
+            timestamp=datetime.now(UTC),
+            seq=self._seq.next(self.info.device_id),
+            rssi=rssi,
+        )
+        status = self.status
+        status.last_reading, status.last_seen, status.readings = stamped, now, status.readings + 1
+        if self._failing:
+            self._failing = False
+            _log.info("%s (%s) reads again", self.info.name, self.info.address)
+        if status.online is not True:
+            if status.online is False:
+                _log.info("%s (%s) is online again", self.info.name, self.info.address)
+            status.online = True
+            await self._sink.on_availability(self.info, True)
+        await self._sink.on_reading(stamped)
+
+    def _fail(self, kind: str, exc: BaseException) -> None:
+        status = self.status
+        status.last_error = f"{type(exc).__name__}: {exc}"
+        if kind == "decode":
+            status.decode_errors += 1
+        else:
+            status.transport_errors += 1
+            if not isinstance(exc, CircuitOpenError):
+                self._breaker.record_failure()
+        self._sink.on_error(self.info, kind)
+        if not self._failing:  # one warning per run of failures; recovery logged once too
+            self._failing = True
+            _log.warning("%s (%s): %s", self.info.name, self.info.address, status.last_error)
+        else:
+            _log.debug("%s (%s): %s", self.info.name, self.info.address, status.last_error)
