@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -450,16 +451,14 @@ class MQTTInterface(Supervisor):
         keep = []
         for message in recalled:
             self._failed += 1
-            failures = message.failures + 1
-            if failures > self.config.message_retry_limit:
+            message = replace(message, failures=message.failures + 1)
+            if message.failures > self.config.message_retry_limit:
                 self._dropped_retry += 1
                 self._dead_letter(message, "retry_limit")
                 _LOG.error("dropped message for %s after %d failed sends",
-                           message.topic, failures)
+                           message.topic, message.failures)
             else:
-                keep.append(QueuedMessage(message.topic, message.payload, message.qos,
-                                          message.retain, message.seq, message.enqueued_at,
-                                          failures))
+                keep.append(message)
         self._queue.requeue(keep)
 
     def _dead_letter(self, message: QueuedMessage, reason: str) -> None:

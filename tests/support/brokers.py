@@ -44,6 +44,8 @@ __all__ = [
     "mosquitto",
     "mqtt_subscriber",
     "port_accepts",
+    "publish_once",
+    "wait_until",
 ]
 
 MOSQUITTO = os.environ.get("BATTERY_HAWK_MOSQUITTO", "/usr/sbin/mosquitto")
@@ -320,6 +322,7 @@ class TcpGate:
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing: list[asyncio.Event] = []
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, HOST, self.port)
@@ -329,6 +332,12 @@ class TcpGate:
 
     def open(self) -> None:
         self.is_open = True
+
+    def freeze(self) -> None:
+        """Stop relaying on every existing connection without closing it: a half-open
+        link, as after a cable is pulled (new connections still relay)."""
+        for flowing in self._flowing:
+            flowing.clear()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -350,8 +359,11 @@ class TcpGate:
             writer.transport.abort()
             return
         self.accepted += 1
+        flowing = asyncio.Event()
+        flowing.set()
+        self._flowing.append(flowing)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst), name="test-tcpgate-pipe")
+            task = asyncio.create_task(_pipe(src, dst, flowing), name="test-tcpgate-pipe")
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
@@ -363,15 +375,32 @@ class TcpGate:
         await self.stop()
 
 
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                flowing: asyncio.Event) -> None:
     try:
         while data := await src.read(65536):
+            await flowing.wait()
             dst.write(data)
             await dst.drain()
     except (OSError, asyncio.IncompleteReadError):
         pass
     finally:
         dst.transport.abort()
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 10.0,
+                     step: float = 0.01) -> None:
+    """Poll ``condition()`` until it is true, bounded by ``timeout`` (TimeoutError)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - a condition on someone else's state
+            await asyncio.sleep(step)
+
+
+async def publish_once(port: int, topic: str, payload: bytes | str, *, qos: int = 1,
+                       retain: bool = False, host: str = HOST) -> None:
+    """Publish one message with a raw aiomqtt client (connect, publish, disconnect)."""
+    async with aiomqtt.Client(host, port, timeout=5, logger=_QUIET) as client:
+        await client.publish(topic, payload, qos=qos, retain=retain)
 
 
 _QUIET = logging.getLogger("tests.support.brokers.paho")
