@@ -309,3 +309,22 @@ async def test_passive_adverts_follow_the_device(fake_bluez: FakeBlueZ) -> None:
     finally:
         await adverts.aclose()  # type: ignore[attr-defined]
     assert seen == [SHUNT, later]
+
+
+def test_a_subprocess_reaches_the_fake_through_its_env(fake_bluez: FakeBlueZ) -> None:
+    """How the end-to-end test runs the daemon: env=fake_bluez.env()."""
+    import subprocess
+    import sys
+
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    code = (
+        "import asyncio\n"
+        "from battery_hawk.ble import read_command\n"
+        f"print(asyncio.run(read_command('hci0', '{BM6_ADDR}', 'bm6', None, 5)).voltage)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=fake_bluez.env(), capture_output=True, timeout=60,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "12.84"

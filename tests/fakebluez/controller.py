@@ -132,9 +132,8 @@ class FakeBlueZ:
     def stop(self) -> None:
         """Stop whatever was started, in reverse order; safe to call twice."""
         if self._loop is not None and self._bus is not None:
-            bus, self._bus = self._bus, None
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(bus.disconnect)
+            with contextlib.suppress(Exception):
+                self._run(self._close_bus(), timeout=5)
         if self._loop is not None:
             loop, self._loop = self._loop, None
             loop.call_soon_threadsafe(loop.stop)
@@ -244,6 +243,13 @@ class FakeBlueZ:
                          auth=AuthExternal(uid=os.getuid()))
         await bus.connect()
         self._bus = bus
+
+    async def _close_bus(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.disconnect()
+            with contextlib.suppress(Exception):
+                await bus.wait_for_disconnect()
 
     async def _name_has_owner(self, name: str) -> bool:
         assert self._bus is not None
