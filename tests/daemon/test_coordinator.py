@@ -1,0 +1,121 @@
+"""The per-device coordinator over simulated devices: stamping, availability, failures."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from battery_hawk.config import DeviceConfig
+from battery_hawk.coordinator import DeviceCoordinator, offline_after
+from battery_hawk.models import DeviceInfo, DeviceReading
+from battery_hawk.protocols import get_driver
+from battery_hawk.simulator.devices import SimTransport
+from battery_hawk.storage import SeqStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.readings: list[DeviceReading] = []
+        self.availability: list[tuple[str, bool]] = []
+        self.errors: list[tuple[str, str]] = []
+
+    async def on_reading(self, reading: DeviceReading) -> None:
+        self.readings.append(reading)
+
+    async def on_availability(self, device: DeviceInfo, online: bool) -> None:
+        self.availability.append((device.device_id, online))
+
+    def on_error(self, device: DeviceInfo, kind: str) -> None:
+        self.errors.append((device.device_id, kind))
+
+
+def make(tmp_path: Path, family: str, *, poll: float = 60.0, store: SeqStore | None = None
+         ) -> tuple[DeviceCoordinator, SimTransport, RecordingSink, Clock]:
+    clock = Clock()
+    transport = SimTransport.with_fleet(5, clock=clock)
+    device = next(d for d in transport.devices.values() if d.family == family)
+    config = DeviceConfig(address=device.address, type=family, name="Test", poll_interval=poll,
+                          key=device.key if family == "victron" else None)
+    sink = RecordingSink()
+    coordinator = DeviceCoordinator(config, get_driver(family)(config.key), transport, sink,
+                                    store or SeqStore(tmp_path), connect_timeout=2.0, clock=clock)
+    return coordinator, transport, sink, clock
+
+
+@pytest.mark.parametrize("family", ["bm6", "bm7", "bm2", "bas"])
+async def test_each_poll_publishes_a_stamped_reading_with_growing_seq(
+    tmp_path: Path, family: str
+) -> None:
+    coordinator, _, sink, _ = make(tmp_path, family)
+    for _ in range(3):
+        assert await coordinator.poll_once() is not None
+    assert [r.seq for r in sink.readings] == [1, 2, 3]
+    assert all(r.device.family == family for r in sink.readings)
+    assert sink.availability == [(coordinator.info.device_id, True)]
+
+
+async def test_passive_device_publishes_at_most_once_per_poll_interval(tmp_path: Path) -> None:
+    coordinator, transport, sink, clock = make(tmp_path, "victron", poll=30.0)
+    adverts = [a for a in await transport.scan(1) if a.address == coordinator.config.address]
+    assert await coordinator.feed(adverts[0]) is not None
+    assert await coordinator.feed(adverts[0]) is None  # too soon
+    clock.now += 30
+    assert await coordinator.feed(adverts[0]) is not None
+    assert [r.seq for r in sink.readings] == [1, 2]
+    assert sink.readings[0].rssi == adverts[0].rssi
+
+
+async def test_unreachable_device_goes_offline_once_then_online_with_next_reading(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coordinator, transport, sink, clock = make(tmp_path, "bm6", poll=10.0)
+    did = coordinator.info.device_id
+    await coordinator.poll_once()
+    transport.set_reachable(coordinator.config.address, False)
+    caplog.set_level(logging.INFO, logger="battery_hawk.coordinator")
+    for _ in range(20):  # 200 s of failed polls
+        clock.now += 10
+        assert await coordinator.poll_once() is None
+        await coordinator.check_availability()
+    assert offline_after(10.0) == 180.0
+    assert sink.availability == [(did, True), (did, False)]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    # one warning when polls start failing, one when the device is declared offline
+    assert len(warnings) == 2, [r.getMessage() for r in warnings]
+    transport.set_reachable(coordinator.config.address, True)
+    clock.now += 400  # past the circuit breaker's recovery timeout
+    assert await coordinator.poll_once() is not None
+    assert sink.availability[-1] == (did, True)
+    assert "reads again" in caplog.text and "online again" in caplog.text
+
+
+async def test_circuit_breaker_stops_polling_a_dead_device(tmp_path: Path) -> None:
+    coordinator, transport, sink, clock = make(tmp_path, "bm6", poll=10.0)
+    transport.set_reachable(coordinator.config.address, False)
+    for _ in range(10):
+        clock.now += 10
+        await coordinator.poll_once()
+    # five failures open the breaker; later polls do not touch the radio
+    assert len(sink.errors) == 5
+    assert coordinator.status.transport_errors == 5
+
+
+async def test_seq_continues_after_restart(tmp_path: Path) -> None:
+    store = SeqStore(tmp_path)
+    coordinator, *_ = make(tmp_path, "bm6", store=store)
+    await coordinator.poll_once()
+    await coordinator.poll_once()
+    store.flush()
+    again, _, sink2, _ = make(tmp_path, "bm6")
+    await again.poll_once()
+    assert sink2.readings[0].seq == 3
