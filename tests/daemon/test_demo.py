@@ -1,0 +1,54 @@
+"""`battery-hawk demo` as a newcomer runs it: readings arrive at an outside subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from tests.support.brokers import Subscriber, free_port
+
+
+async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "battery_hawk", "demo", "--duration", "10", "--port", str(port),
+        "--no-live", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    sub = Subscriber(port, "battery_hawk/device/+/state")
+    try:
+        await sub.start(timeout=20)  # retries until the demo's broker is up
+        await sub.wait_for(
+            lambda m: len({t for t, _ in m}) == 5 and len(m) >= 15, timeout=20)
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+    finally:
+        await sub.stop()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in text and "demo ended" in text
+    models = {json.loads(p)["model"] for _, p in sub.messages}
+    assert models == {"BM6", "BM7", "BM2", "Victron", "Battery Service"}
+    assert "Traceback" not in err.decode()
+
+
+async def test_demo_picks_another_port_when_its_port_is_taken() -> None:
+    port = free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "battery_hawk", "demo", "--duration", "1", "--port",
+            str(port), "--no-live", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        async with asyncio.timeout(30):
+            out, _ = await proc.communicate()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert proc.returncode == 0
+    assert f"port {port} is taken" in out.decode()
