@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from battery_hawk.ble.breaker import BreakerState, CircuitBreaker
 from battery_hawk.ble.exchange import (
     fetch_reading,
+    query_firmware,
     read_reading,
     reading_from_advertisement,
     stream_readings,
@@ -33,6 +34,7 @@ __all__ = [
     "ScanResult",
     "Transport",
     "fetch_reading",
+    "query_firmware",
     "read_command",
     "read_reading",
     "reading_from_advertisement",

@@ -27,6 +27,7 @@ from battery_hawk.protocols.base import Driver, Mode
 
 __all__ = [
     "fetch_reading",
+    "query_firmware",
     "read_reading",
     "reading_from_advertisement",
     "stream_readings",
@@ -199,3 +200,37 @@ async def fetch_reading(
                 f"{address}: no {driver.family} notification within {timeout} s"
             ) from None
     raise DeviceDisconnectedError(f"{address}: link dropped before the first notification")
+
+
+async def query_firmware(link: Link, driver: Driver, timeout: float) -> str:
+    """The firmware version of a device whose driver can ask for it (BM6 / BM7).
+
+    Uses the driver's firmware_command() and firmware_version(frame); ValueError for a
+    driver without them.
+    """
+    command = getattr(driver, "firmware_command", None)
+    parse = getattr(driver, "firmware_version", None)
+    if command is None or parse is None:
+        raise ValueError(f"{driver.family} has no firmware version query")
+    notify_uuid = _uuid(driver, "notify_uuid")
+    frames: asyncio.Queue[bytes] = asyncio.Queue()
+    dropped = asyncio.ensure_future(link.wait_disconnected())
+    try:
+        async with asyncio.timeout(timeout):
+            await link.start_notify(notify_uuid, frames.put_nowait)
+            try:
+                await link.write(_uuid(driver, "write_uuid"), command(), response=True)
+                while True:
+                    frame = await _next_frame(link, frames, dropped)
+                    try:
+                        return str(parse(frame))
+                    except DecodeError:
+                        continue  # a stray reading or echo: wait for the version reply
+            finally:
+                if link.is_connected:
+                    with contextlib.suppress(TransportError):
+                        await link.stop_notify(notify_uuid)
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(f"{driver.family}: no firmware reply in {timeout} s") from exc
+    finally:
+        dropped.cancel()

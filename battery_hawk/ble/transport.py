@@ -7,7 +7,7 @@ Rules this file enforces (STYLE.md 5, 6):
   one adapter (in one event loop) shares an _AdapterGate whose lock is held while the
   scanner is started / stopped and while a connection is being established, and the
   scanner only runs while no connection is open;
-- max_concurrent_connections is a semaphore per transport;
+- max_concurrent_connections is a semaphore per adapter (sized by its first transport);
 - bleak errors leave this module only as TransportError subclasses.
 """
 
@@ -77,6 +77,13 @@ class _AdapterGate:
         self.connections = 0
         self.subscribers: set[asyncio.Queue[Advertisement]] = set()
         self._scanner: BleakScanner | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    def slots(self, limit: int) -> asyncio.Semaphore:
+        """The adapter's connection slots; the first transport on the adapter sizes it."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(limit)
+        return self._slots
 
     def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
         advert = to_advertisement(device, adv)
@@ -260,7 +267,6 @@ class BleakTransport:
         self.max_concurrent_connections = max_concurrent_connections
         self.in_progress_retries = in_progress_retries
         self.in_progress_backoff = in_progress_backoff
-        self._semaphore: asyncio.Semaphore | None = None
         self._adapter_name: str | None = None if _MAC.fullmatch(adapter) else adapter
 
     async def adapter_name(self) -> str:
@@ -268,11 +274,6 @@ class BleakTransport:
         if self._adapter_name is None:
             self._adapter_name = await _adapter_by_address(self.adapter)
         return self._adapter_name
-
-    def _slots(self) -> asyncio.Semaphore:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.max_concurrent_connections)
-        return self._semaphore
 
     # --- scanning ------------------------------------------------------------------
 
@@ -315,7 +316,7 @@ class BleakTransport:
         address = address.upper()
         timeout = self.connect_timeout if timeout is None else timeout
         gate = _gate(await self.adapter_name())
-        async with self._slots():
+        async with gate.slots(self.max_concurrent_connections):
             async with gate.lock:
                 gate.connections += 1
                 try:

@@ -23,7 +23,7 @@ from battery_hawk.errors import (
     TransportError,
 )
 from battery_hawk.models import BatteryState, Reading
-from battery_hawk.protocols import BM2, BM6
+from battery_hawk.protocols import BM2, BM6, BM7, Driver
 from tests.fakebluez.controller import FakeBlueZ
 
 BM6_ADDR = "AA:BB:CC:DD:EE:01"
@@ -328,3 +328,38 @@ def test_a_subprocess_reaches_the_fake_through_its_env(fake_bluez: FakeBlueZ) ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "12.84"
+
+
+async def test_bm6_firmware_version_is_queried(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.ble import query_firmware
+
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    async with BleakTransport("hci0", connect_timeout=5).connect(BM6_ADDR) as link:
+        assert await query_firmware(link, BM6(), timeout=5) == "01080005"
+        assert await read_reading(link, BM6(), timeout=5) == CAR  # same link, still usable
+
+
+async def test_one_connection_at_a_time_per_adapter(fake_bluez: FakeBlueZ) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.add_bm7(BM7_ADDR, COLD)
+    transport = BleakTransport("hci0", connect_timeout=5, max_concurrent_connections=1)
+
+    async def read(address: str, other: str, driver: Driver) -> tuple[Reading, bool]:
+        async with transport.connect(address) as link:
+            other_connected = fake_bluez.device_state(other)["connected"]
+            return await read_reading(link, driver, timeout=5), other_connected
+
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(
+            read(BM6_ADDR, BM7_ADDR, BM6()), read(BM7_ADDR, BM6_ADDR, BM7())
+        )
+
+    assert results == [(CAR, False), (COLD, False)]
+
+
+def test_missing_dbus_daemon_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakebluez.controller import FakeBlueZError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FakeBlueZError, match="dbus-daemon is missing"):
+        FakeBlueZ().start()
