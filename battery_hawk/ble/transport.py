@@ -41,6 +41,7 @@ from battery_hawk.errors import (
     DeviceDisconnectedError,
     DeviceNotFoundError,
     InProgressError,
+    OutOfSlotsError,
     TransportError,
 )
 from battery_hawk.models import Advertisement
@@ -316,7 +317,15 @@ class BleakTransport:
         address = address.upper()
         timeout = self.connect_timeout if timeout is None else timeout
         gate = _gate(await self.adapter_name())
-        async with gate.slots(self.max_concurrent_connections):
+        slots = gate.slots(self.max_concurrent_connections)
+        try:
+            async with asyncio.timeout(timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise OutOfSlotsError(
+                f"{address}: every connection slot of {gate.adapter} stayed busy for {timeout} s"
+            ) from exc
+        try:
             async with gate.lock:
                 gate.connections += 1
                 try:
@@ -331,6 +340,8 @@ class BleakTransport:
                 yield link
             finally:
                 await asyncio.shield(self._release(gate, link))
+        finally:
+            slots.release()
 
     async def _release(self, gate: _AdapterGate, link: BleakLink) -> None:
         await link.close()

@@ -363,3 +363,17 @@ def test_missing_dbus_daemon_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(FakeBlueZError, match="dbus-daemon is missing"):
         FakeBlueZ().start()
+
+
+async def test_busy_adapter_gives_out_of_slots_within_the_timeout(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.errors import OutOfSlotsError
+
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.add_bm7(BM7_ADDR, COLD)
+    transport = BleakTransport("hci0", connect_timeout=5, max_concurrent_connections=1)
+
+    async with transport.connect(BM6_ADDR):
+        with pytest.raises(OutOfSlotsError):
+            async with transport.connect(BM7_ADDR, timeout=0.2):
+                pass
+    assert fake_bluez.device_state(BM7_ADDR)["connects"] == 0
