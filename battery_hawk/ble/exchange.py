@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from battery_hawk.ble.link import Link, Transport
@@ -104,11 +104,12 @@ async def stream_readings(
     driver: Driver,
     *,
     on_decode_error: Callable[[DecodeError, bytes], None] | None = None,
-) -> AsyncIterator[Reading]:
+) -> AsyncGenerator[Reading, None]:
     """Readings a NOTIFY device streams, until the link drops (then the iterator ends).
 
     A frame that does not decode is passed to on_decode_error (logged at debug level
-    if none is given) and the stream goes on.
+    if none is given) and the stream goes on. Close it (contextlib.aclosing) when you
+    stop early, so notifications are switched off while the link is still up.
     """
     if driver.mode is not Mode.NOTIFY:
         raise ValueError(f"{driver.family} is {driver.mode}, not a notifying device")
@@ -192,8 +193,11 @@ async def fetch_reading(
         if driver.mode is not Mode.NOTIFY:
             return await read_reading(link, driver, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                async for reading in stream_readings(link, driver):
+            async with (
+                asyncio.timeout(timeout),
+                contextlib.aclosing(stream_readings(link, driver)) as readings,
+            ):
+                async for reading in readings:
                     return reading
         except TimeoutError:
             raise ConnectTimeoutError(

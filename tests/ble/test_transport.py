@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -119,11 +120,12 @@ async def test_bm2_notifications_stream_readings(fake_bluez: FakeBlueZ) -> None:
     received: list[Reading] = []
 
     async with BleakTransport("hci0", connect_timeout=5).connect(BM2_ADDR) as link:
-        async with asyncio.timeout(5):
-            async for reading in stream_readings(link, BM2()):
+        async with asyncio.timeout(5), contextlib.aclosing(stream_readings(link, BM2())) as stream:
+            async for reading in stream:
                 received.append(reading)
                 if len(received) == 4:
                     break
+        assert fake_bluez.device_state(BM2_ADDR)["notifying"] == 0
 
     assert received == [Reading(voltage=v) for v in (12.5, 12.61, 12.72, 12.5)]
 
@@ -354,7 +356,7 @@ async def test_one_connection_at_a_time_per_adapter(fake_bluez: FakeBlueZ) -> No
             read(BM6_ADDR, BM7_ADDR, BM6()), read(BM7_ADDR, BM6_ADDR, BM7())
         )
 
-    assert results == [(CAR, False), (COLD, False)]
+    assert list(results) == [(CAR, False), (COLD, False)]
 
 
 def test_missing_dbus_daemon_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
