@@ -7,6 +7,19 @@ real bleak BlueZ backend talks to it.
 
 The controller's methods are synchronous (they run on a private event loop in a
 thread), so both sync code and async tests can call them; each call is bounded.
+
+End-to-end use (the daemon as a subprocess):
+
+    with FakeBlueZ() as fake:                      # or the fake_bluez fixture
+        fake.add_bm6("AA:BB:CC:DD:EE:01", Reading(voltage=12.84, soc=87, ...))
+        fake.add_victron("AA:BB:CC:DD:EE:04", key, Reading(...))
+        daemon = subprocess.Popen(["battery-hawk", "run", "-c", cfg], env=fake.env())
+        ...
+        fake.set_leagend_reading("AA:BB:CC:DD:EE:01", Reading(...))  # next poll sees it
+        fake.drop_link_on_next_write("AA:BB:CC:DD:EE:01")           # a read fails once
+        fake.fail_next_connect("AA:BB:CC:DD:EE:01", "org.bluez.Error.InProgress", count=3)
+
+The adapter is hci0 (address 00:1A:7D:DA:71:01) unless start() is told otherwise.
 """
 
 from __future__ import annotations
