@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -18,34 +15,15 @@ from battery_hawk.errors import PayloadError
 from .backoff import ReconnectionConfig, retry_delay
 from .link import Link, LinkError
 from .payload import encode_payload, validate_topic
+from .processor import Counters, DeadLetterHook, QueueProcessor
 from .queue import MessageQueue, QueuedMessage
+from .session import MessageCallback, Session, Subscriptions
 from .settings import BrokerSettings, ConnectionState, MQTTStats, build_ssl_context
 from .supervisor import Supervisor
 
 __all__ = ["DeadLetterHook", "MQTTInterface", "MessageCallback"]
 
 _LOG = logging.getLogger("battery_hawk.mqtt")
-
-MessageCallback = Callable[[str, bytes], Awaitable[None] | None]
-DeadLetterHook = Callable[[QueuedMessage, str], None]
-
-
-class _Session:
-    """One established connection, as the tasks share it."""
-
-    def __init__(self, link: Link, on_lost: Callable[[_Session], None]) -> None:
-        self.link = link
-        self.lost = asyncio.Event()
-        self.reason: str | None = None
-        self.ready = False  # online published, subscriptions restored
-        self._on_lost = on_lost
-
-    def lose(self, reason: str) -> None:
-        if not self.lost.is_set():
-            self.reason = reason
-            self.lost.set()
-            self._on_lost(self)
-
 
 class MQTTInterface(Supervisor):
     """Resilient publisher/subscriber for one broker.
@@ -80,20 +58,16 @@ class MQTTInterface(Supervisor):
         self._ssl_context = build_ssl_context(broker.tls) if broker.tls.enabled else None
         self._queue = MessageQueue(self.config.message_queue_size)
         self._seq = itertools.count()
-        self._subscriptions: dict[str, tuple[int, list[MessageCallback]]] = {}
-        self._session: _Session | None = None
+        self._subscriptions = Subscriptions()
+        self._session: Session | None = None
         self._session_ready = asyncio.Event()
         self._kick = asyncio.Event()
         super().__init__()
-        # counters behind `stats`
-        self._total_connections = 0
-        self._total_disconnections = 0
-        self._published = 0
-        self._queued = 0
-        self._failed = 0
-        self._dropped_overflow = 0
-        self._dropped_retry = 0
-        self._rejected = 0
+        self._counts = Counters()
+        self._processor = QueueProcessor(
+            self._queue, self.config, self._counts, self._dead_letter,
+            lambda coro, name: self._spawn(coro, name, owned=False),
+        )
         self._last_connected: float | None = None
         self._outage_since: float | None = None
 
@@ -120,7 +94,7 @@ class MQTTInterface(Supervisor):
             return
         self._set_state(ConnectionState.CONNECTING)
         self._spawn(self._run_connection(), "connection")
-        self._spawn(self._run_queue(), "queue-processor")
+        self._spawn(self._processor.run(self._next_session), "queue-processor")
         self._spawn(self._run_health_check(), "health-check")
 
     async def connect(self) -> None:
@@ -189,14 +163,14 @@ class MQTTInterface(Supervisor):
                 raise PayloadError(f"qos must be 0, 1 or 2, got {qos!r}")
             data = encode_payload(payload)
         except PayloadError as exc:
-            self._rejected += 1
+            self._counts.rejected += 1
             _LOG.error("rejected message for %s: %s", topic, exc)
             raise
         message = QueuedMessage(topic, data, qos, bool(retain), next(self._seq), time.time())
-        self._queued += 1
+        self._counts.queued += 1
         dropped = self._queue.put(message)
         if dropped is not None:
-            self._dropped_overflow += 1
+            self._counts.dropped_overflow += 1
             self._dead_letter(dropped, "overflow")
 
     async def subscribe(
@@ -210,10 +184,7 @@ class MQTTInterface(Supervisor):
         """
         if not topic_filter:
             raise ValueError("topic_filter must not be empty")
-        _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
-        callbacks.append(callback)
-        self._subscriptions[topic_filter] = (max(qos, self._subscriptions[topic_filter][0]),
-                                             callbacks)
+        qos = self._subscriptions.add(topic_filter, callback, qos)
         session = self._session
         if session is not None and not session.lost.is_set():
             try:
@@ -223,7 +194,7 @@ class MQTTInterface(Supervisor):
 
     async def unsubscribe(self, topic_filter: str) -> None:
         """Forget every callback of ``topic_filter``."""
-        if self._subscriptions.pop(topic_filter, None) is None:
+        if not self._subscriptions.remove(topic_filter):
             return
         session = self._session
         if session is not None and not session.lost.is_set():
@@ -246,18 +217,19 @@ class MQTTInterface(Supervisor):
     @property
     def stats(self) -> MQTTStats:
         """A snapshot of the counters."""
+        c = self._counts
         return MQTTStats(
             connection_state=self._state,
-            total_connections=self._total_connections,
-            total_disconnections=self._total_disconnections,
-            total_reconnections=max(0, self._total_connections - 1),
-            messages_published=self._published,
-            messages_queued=self._queued,
-            messages_failed=self._failed,
-            messages_dropped=self._dropped_overflow + self._dropped_retry,
-            dropped_overflow=self._dropped_overflow,
-            dropped_retry_limit=self._dropped_retry,
-            messages_rejected=self._rejected,
+            total_connections=c.connections,
+            total_disconnections=c.disconnections,
+            total_reconnections=max(0, c.connections - 1),
+            messages_published=c.published,
+            messages_queued=c.queued,
+            messages_failed=c.failed,
+            messages_dropped=c.dropped_overflow + c.dropped_retry,
+            dropped_overflow=c.dropped_overflow,
+            dropped_retry_limit=c.dropped_retry,
+            messages_rejected=c.rejected,
             consecutive_failures=self._consecutive_failures,
             queue_size=len(self._queue),
             in_flight=self._queue.in_flight,
@@ -281,29 +253,32 @@ class MQTTInterface(Supervisor):
             try:
                 await link.open()
             except LinkError as exc:
-                self._note_failed_attempt(str(exc))
+                failure: str | None = str(exc)
+            else:
+                session = Session(link, self._session_lost)
+                try:
+                    await self._serve(session)
+                finally:
+                    await self._end_session(session)
+                # A link that broke before it was ready counts as a failed attempt.
+                failure = None if session.ready else session.reason
+            if failure is None:
+                waits = 0  # lost after a good connection: the outage starts now
+            else:
+                self._note_failed_attempt(failure)
                 if self._state is ConnectionState.FAILED:
-                    delay = cfg.max_retry_delay * self._jitter()
-                else:
-                    delay = retry_delay(waits, cfg, self._rng)
-                    waits += 1
-                continue
-            session = _Session(link, self._session_lost)
-            try:
-                await self._serve(session)
-            finally:
-                await self._end_session(session)
-            waits = 0
+                    delay = cfg.max_retry_delay * self._jitter()  # keep probing
+                    continue
             delay = retry_delay(waits, cfg, self._rng)
             waits += 1
 
-    async def _serve(self, session: _Session) -> None:
+    async def _serve(self, session: Session) -> None:
         """Run an established connection until it is lost."""
         receiver = self._spawn(self._receive(session), "receiver", owned=False)
         try:
             if self.status_topic:
                 await session.link.publish(self.status_topic, b"online", 1, True)
-            for topic_filter, (qos, _) in list(self._subscriptions.items()):
+            for topic_filter, qos in self._subscriptions.filters():
                 await session.link.subscribe(topic_filter, qos)
         except LinkError as exc:
             session.lose(str(exc))
@@ -318,38 +293,26 @@ class MQTTInterface(Supervisor):
             receiver.cancel()
             await asyncio.wait({receiver})
 
-    def _session_lost(self, session: _Session) -> None:
+    def _session_lost(self, session: Session) -> None:
         if self._session is session:
             self._session = None
             self._session_ready.clear()
 
-    async def _end_session(self, session: _Session) -> None:
+    async def _end_session(self, session: Session) -> None:
         session.lose("closed")
         await session.link.close()
         if session.ready:
-            self._total_disconnections += 1
+            self._counts.disconnections += 1
         if session.reason != "closed" and self._state is ConnectionState.CONNECTED:
             self._outage_since = time.monotonic()
             self._last_error = session.reason
             self._set_state(ConnectionState.RECONNECTING, session.reason)
 
-    async def _receive(self, session: _Session) -> None:
+    async def _receive(self, session: Session) -> None:
         try:
-            await session.link.receive(self._dispatch)
+            await session.link.receive(self._subscriptions.dispatch)
         except LinkError as exc:
             session.lose(str(exc))
-
-    async def _dispatch(self, topic: str, payload: bytes) -> None:
-        for topic_filter, (_, callbacks) in list(self._subscriptions.items()):
-            if not _matches(topic_filter, topic):
-                continue
-            for callback in list(callbacks):
-                try:
-                    result = callback(topic, payload)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    _LOG.exception("subscriber callback for %s failed", topic_filter)
 
     def _note_failed_attempt(self, reason: str) -> None:
         self._consecutive_failures += 1
@@ -366,11 +329,12 @@ class MQTTInterface(Supervisor):
             _LOG.debug("connection attempt %d failed: %s", self._consecutive_failures, reason)
 
     def _on_connected(self) -> None:
-        self._total_connections += 1
+        self._counts.connections += 1
         self._consecutive_failures = 0
         self._last_connected = time.time()
-        self._set_state(ConnectionState.CONNECTED)
-        self._outage_since = None
+        since, self._outage_since = self._outage_since, None
+        outage = f"after {time.monotonic() - since:.1f} s" if since is not None else None
+        self._set_state(ConnectionState.CONNECTED, outage)
 
     async def _sleep_unless_kicked(self, delay: float) -> bool:
         """Sleep ``delay`` s; True if connect() cut it short."""
@@ -386,80 +350,14 @@ class MQTTInterface(Supervisor):
         j = self.config.jitter_factor
         return 1.0 + self._rng.uniform(-j, j) if j else 1.0
 
-    # -- the queue processor ------------------------------------------------------------
+    # -- the queue processor's side ------------------------------------------------------
 
-    async def _run_queue(self) -> None:
+    async def _next_session(self) -> Session:
+        """The next ready session (the queue processor serves one at a time)."""
         while True:
             await self._session_ready.wait()
-            session = self._session
-            if session is None:
-                continue
-            lost = False
-            try:
-                await self._drain(session)
-                lost = True
-            finally:
-                self._recall(count_failure=lost)
-
-    async def _drain(self, session: _Session) -> None:
-        """Publish from the queue head until the session is lost.
-
-        Publishers start at one and one more is added per acknowledgement, up to
-        max_in_flight (TCP slow start): after a reconnect the oldest message goes
-        out alone first, so a message that makes the broker drop the link is the
-        only one charged for it, and the window is wide again within a few round trips.
-        """
-        workers: set[asyncio.Task[None]] = set()
-
-        def widen() -> None:
-            if len(workers) < self.config.max_in_flight and not session.lost.is_set():
-                workers.add(self._spawn(self._publisher(session, widen), "publisher",
-                                        owned=False))
-
-        widen()
-        try:
-            await session.lost.wait()
-        finally:
-            for task in workers:
-                task.cancel()
-            if workers:
-                await asyncio.wait(workers)
-
-    async def _publisher(self, session: _Session, widen: Callable[[], None]) -> None:
-        queue = self._queue
-        link = session.link
-        while True:
-            message = queue.take()
-            if message is None:
-                await queue.wait_pending()
-                continue
-            try:
-                await link.publish(message.topic, message.payload, message.qos, message.retain)
-            except LinkError as exc:
-                session.lose(str(exc))
-                return
-            queue.ack(message)
-            self._published += 1
-            widen()
-
-    def _recall(self, *, count_failure: bool) -> None:
-        """Put in-flight messages back at the head; charge them a failure if the link broke."""
-        recalled = self._queue.recall_in_flight()
-        if not count_failure:
-            self._queue.requeue(recalled)
-            return
-        keep = []
-        for message in recalled:
-            self._failed += 1
-            message = replace(message, failures=message.failures + 1)
-            if message.failures > self.config.message_retry_limit:
-                self._dropped_retry += 1
-                self._dead_letter(message, "retry_limit")
-                _LOG.error("dropped message for %s after %d failed sends",
-                           message.topic, message.failures)
-            else:
-                keep.append(message)
-        self._queue.requeue(keep)
+            if self._session is not None:
+                return self._session
 
     def _dead_letter(self, message: QueuedMessage, reason: str) -> None:
         if self._on_dead_letter is None:
@@ -483,17 +381,3 @@ class MQTTInterface(Supervisor):
                 await session.link.unsubscribe(probe)
             except LinkError as exc:
                 session.lose(f"health check failed: {exc}")
-
-
-def _matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic-filter matching (``+`` one level, ``#`` the rest)."""
-    filter_parts = topic_filter.split("/")
-    topic_parts = topic.split("/")
-    if topic.startswith("$") and filter_parts[0] in ("+", "#"):
-        return False
-    for i, part in enumerate(filter_parts):
-        if part == "#":
-            return True
-        if i >= len(topic_parts) or (part != "+" and part != topic_parts[i]):
-            return False
-    return len(filter_parts) == len(topic_parts)

@@ -56,7 +56,8 @@ class Supervisor:
         host = getattr(self, "broker", None)
         where = f"{host.host}:{host.port}" if host is not None else "broker"
         if state is ConnectionState.CONNECTED:
-            _LOG.info("MQTT connected to %s (was %s)", where, previous.value)
+            _LOG.info("MQTT connected to %s (was %s%s)", where, previous.value,
+                      f", {reason}" if reason else "")
         elif state is ConnectionState.RECONNECTING:
             _LOG.warning("MQTT connection to %s lost (%s); reconnecting", where, reason)
         elif state is ConnectionState.FAILED:
