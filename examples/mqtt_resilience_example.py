@@ -59,9 +59,11 @@ async def main() -> None:
     quiet_amqtt()
     logging.getLogger("amqtt").setLevel(logging.ERROR)  # its shutdown chatter
     received: list[int] = []
+    arrived = asyncio.Event()
 
     def on_state(topic: str, payload: bytes) -> None:
         received.append(json.loads(payload)["seq"])
+        arrived.set()
 
     async with EmbeddedBroker() as broker:
         print(f"embedded amqtt broker on 127.0.0.1:{broker.port}")
@@ -97,7 +99,8 @@ async def main() -> None:
             drained = await iface.flush(10)
             async with asyncio.timeout(5):
                 while len(set(received)) < sent:
-                    await asyncio.sleep(0.05)
+                    arrived.clear()
+                    await arrived.wait()
             stats = iface.stats
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
