@@ -34,9 +34,13 @@ _PAHO_LOGGER.setLevel(logging.CRITICAL)
 
 
 class _Client(aiomqtt.Client):
-    """aiomqtt.Client with one race fixed.
+    """aiomqtt.Client with two gaps closed.
 
-    aiomqtt 2 registers the socket writer through ``call_soon_threadsafe``; when the
+    aiomqtt 2 ignores a disconnect that comes before the CONNACK (a TLS handshake the
+    broker rejects, a broker dying while we connect), so the attempt only ends when
+    the connection timeout expires; here it fails at once.
+
+    aiomqtt 2 also registers the socket writer through ``call_soon_threadsafe``; when the
     broker dies just after a publish, paho closes the socket before that callback
     runs and asyncio logs "Exception in callback ... Bad file descriptor" (or, if the
     descriptor number was reused, watches someone else's socket). This version checks
@@ -59,6 +63,20 @@ class _Client(aiomqtt.Client):
                 self._loop.add_writer(current.fileno(), on_writable)
 
         self._loop.call_soon_threadsafe(register)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        def fail_connect() -> None:
+            if not self._connected.done():
+                self._connected.set_exception(
+                    aiomqtt.MqttError(f"connection closed before CONNACK ({reason_code})"))
+
+        if not self._connected.done():
+            self._loop.call_soon_threadsafe(fail_connect)
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
 
 class LinkError(BatteryHawkError):
