@@ -14,7 +14,7 @@ from battery_hawk.errors import PayloadError
 
 from .backoff import ReconnectionConfig, retry_delay
 from .link import Link, LinkError
-from .payload import encode_payload, validate_topic
+from .payload import check_size, encode_payload, validate_topic
 from .processor import Counters, DeadLetterHook, QueueProcessor
 from .queue import MessageQueue, QueuedMessage
 from .session import MessageCallback, Session, Subscriptions
@@ -162,6 +162,7 @@ class MQTTInterface(Supervisor):
             if qos not in (0, 1, 2):
                 raise PayloadError(f"qos must be 0, 1 or 2, got {qos!r}")
             data = encode_payload(payload)
+            check_size(topic, data)
         except PayloadError as exc:
             self._counts.rejected += 1
             _LOG.error("rejected message for %s: %s", topic, exc)

@@ -169,7 +169,10 @@ class Link:
                 await handler(message.topic.value, data)
         except aiomqtt.MqttError as exc:
             cause = exc.__cause__ or exc
-            raise LinkError(f"connection lost: {_describe(cause)}") from None
+            text = _describe(cause)
+            if "Unspecified error" in text:  # paho's word for a socket that closed
+                text = "closed by the broker or the network"
+            raise LinkError(f"connection lost: {text}") from None
         raise LinkError("connection lost")
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from battery_hawk.errors import PayloadError
 
-__all__ = ["Payload", "encode_payload", "validate_topic"]
+__all__ = ["MAX_PACKET", "Payload", "check_size", "encode_payload", "validate_topic"]
 
 Payload = bytes | bytearray | str | dict[str, Any] | list[Any] | int | float | None
 
@@ -45,6 +45,16 @@ def encode_payload(payload: object) -> bytes:
                           separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadError(f"payload cannot be serialised: {exc}") from exc
+
+
+# MQTT's remaining-length field tops out at 268,435,455 bytes for the whole packet.
+MAX_PACKET = 268_435_455
+
+
+def check_size(topic: str, payload: bytes) -> None:
+    """Raise PayloadError if topic + payload cannot fit in one MQTT packet."""
+    if len(payload) + len(topic.encode("utf-8")) + 4 > MAX_PACKET:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds the MQTT packet limit")
 
 
 def validate_topic(topic: object) -> str:
