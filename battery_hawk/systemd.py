@@ -35,8 +35,11 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # never block the event loop: a manager that stopped reading must not
+                # freeze the daemon (a full queue drops this one datagram instead)
+                sock.setblocking(False)
                 sock.connect(self._address)
-                sock.sendall(message.encode())
+                sock.send(message.encode())
         except OSError as exc:
             _log.warning("sd_notify to %s failed: %s", self._address, exc)
 
