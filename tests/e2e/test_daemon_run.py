@@ -145,7 +145,7 @@ async def test_daemon_end_to_end_over_fake_bluez_and_mosquitto(
         gate.shut()
         before = max(max(s) for s in seqs_by_device(sub).values())
         async with asyncio.timeout(60):
-            while min((await daemon_seqs(http_port)).values()) < before + 10:
+            while min((await daemon_seqs(http_port)).values()) < before + 10:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
         await mosquitto.start_async()
         await sub.reconnect()
