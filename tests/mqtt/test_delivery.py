@@ -85,14 +85,17 @@ async def test_clean_disconnect_publishes_offline_and_leaves_no_task_or_socket(
     sub = Subscriber(mosquitto.port, "bh/gw/status")
     await sub.start()
     iface = MQTTInterface(settings_for(mosquitto.port), FAST, status_topic="bh/gw/status")
+    assert not iface.alive
     async with iface:
         assert await iface.wait_connected(10)
+        assert iface.alive
         names = {t.get_name() for t in asyncio.all_tasks() - before}
         assert {"battery-hawk-mqtt-connection", "battery-hawk-mqtt-queue-processor",
                 "battery-hawk-mqtt-health-check"} <= names
         await iface.publish("bh/data", "x")
         assert await iface.flush(10)
     assert iface.connection_state is ConnectionState.DISCONNECTED
+    assert not iface.alive
     await sub.wait_for(lambda msgs: ("bh/gw/status", b"offline") in msgs, 10)
     await sub.stop()
     assert sub.payloads == [b"online", b"offline"]
