@@ -77,8 +77,16 @@ def _negated(value: Any) -> float | None:
     return None if value is None else -float(value)
 
 
+# Battery-monitor current is a signed 22-bit field whose "not available" pattern is
+# 0x3FFFFF (Victron, "Extra manufacturer data" spec). victron-ble reads it signed (-1 mA)
+# and then compares it with the unsigned pattern, so NA reaches us as -0.001 A.
+_CURRENT_NOT_AVAILABLE: Final = -0.001
+
+
 def _battery_monitor(d: Any) -> Reading:
     current = _num(d.get_current())
+    if current == _CURRENT_NOT_AVAILABLE:
+        current = None
     alarm = getattr(d.get_alarm(), "name", None)
     starter = d.get_starter_voltage()
     return Reading(

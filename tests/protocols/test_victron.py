@@ -121,6 +121,8 @@ def test_encoder_reproduces_the_smartshunt_capture_byte_for_byte() -> None:
         Reading(
             voltage=11.5, soc=10.0, current=0.0, consumed_ah=-80.0, state=BatteryState.LOW_VOLTAGE
         ),
+        # current "not available" (0x3FFFFF) must come back as None, not -0.001 A
+        Reading(voltage=12.9, soc=80.0, consumed_ah=-1.0),
     ],
 )
 def test_encoded_battery_monitor_decodes_to_the_same_reading(reading: Reading) -> None:
@@ -154,7 +156,8 @@ def test_random_records_behind_a_valid_header_raise_only_decode_error(
 
 @given(
     centivolts=st.integers(-0x8000, 0x7FFE),
-    milliamps=st.integers(-0x200000, 0x1FFFFF),
+    # -1 mA shares its bit pattern with "not available" (see the None case above)
+    milliamps=st.integers(-0x200000, 0x1FFFFF).filter(lambda ma: ma != -1),
     soc_tenths=st.integers(0, 1000),
     consumed_tenths=st.integers(0, 0xFFFFE),
     remaining=st.integers(0, 0xFFFE),
