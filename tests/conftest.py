@@ -1,1 +1,1 @@
-"""Shared pytest configuration; area fixtures live in tests/<area>/conftest.py and tests/support/."""
+"""Shared pytest configuration; area fixtures live in tests/<area>/conftest.py."""
