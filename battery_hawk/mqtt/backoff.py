@@ -28,7 +28,7 @@ class ReconnectionConfig:
     # Bound on one broker round trip (publish ack, subscribe ack, ping). A QoS 1
     # publish in flight when the link drops is not woken by the disconnect in
     # aiomqtt 2, so this is what keeps it from hanging.
-    operation_timeout: float = 10.0
+    operation_timeout: float = 5.0
     # Most QoS >= 1 publishes awaiting their acknowledgement at once.
     max_in_flight: int = 100
 

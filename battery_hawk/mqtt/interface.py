@@ -92,6 +92,7 @@ class MQTTInterface(Supervisor):
         """
         if self._tasks:
             return
+        self._kick.clear()
         self._set_state(ConnectionState.CONNECTING)
         self._spawn(self._run_connection(), "connection")
         self._spawn(self._processor.run(self._next_session), "queue-processor")

@@ -30,7 +30,6 @@ __all__ = ["Link", "LinkError"]
 # once per outage, so their chatter goes to a logger of its own that only lets
 # critical records through.
 _PAHO_LOGGER = logging.getLogger("battery_hawk.mqtt.paho")
-_PAHO_LOGGER.setLevel(logging.CRITICAL)
 
 
 class _Client(aiomqtt.Client):
@@ -94,6 +93,7 @@ class Link:
         will_topic: str | None,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
+        _PAHO_LOGGER.setLevel(logging.CRITICAL)  # see above; idempotent
         will = None
         if will_topic is not None:
             will = aiomqtt.Will(will_topic, b"offline", qos=1, retain=True)
