@@ -217,11 +217,6 @@ class MQTTInterface(Supervisor):
         return self._state
 
     @property
-    def alive(self) -> bool:
-        """True while started and every background task still runs (for a watchdog)."""
-        return bool(self._tasks) and not any(task.done() for task in self._tasks.values())
-
-    @property
     def stats(self) -> MQTTStats:
         """A snapshot of the counters."""
         c = self._counts
