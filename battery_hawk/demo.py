@@ -2,7 +2,7 @@
 
 Nothing is faked past the radio: simulated monitors emit the real encrypted frames of their
 protocol, and the real drivers, coordinators, publisher and MQTTInterface carry them to a
-real (embedded amqtt) broker.
+real MQTT broker (amqtt, in a child process so it can be stopped and started at will).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TextIO
 from battery_hawk.app import App
 from battery_hawk.config import Config, DeviceConfig, HttpConfig, MqttConfig, StorageConfig
 from battery_hawk.coordinator import DeviceCoordinator
-from battery_hawk.simulator.broker import EmbeddedBroker, free_port, port_is_free, quiet_amqtt
+from battery_hawk.simulator.broker import BrokerProcess, free_port, port_is_free
 from battery_hawk.simulator.devices import FAMILIES, SimTransport
 
 __all__ = ["DemoOptions", "demo_config", "run_demo"]
@@ -63,7 +63,6 @@ def demo_config(transport: SimTransport, *, port: int, interval: float, storage:
 
 async def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C or ``duration``; returns the exit code."""
-    quiet_amqtt()
     port = options.port
     if not port_is_free(port):
         port = free_port()
@@ -79,9 +78,9 @@ async def run_demo(options: DemoOptions) -> int:
             tempfile.TemporaryDirectory(prefix="battery-hawk-demo-"))
         config = demo_config(transport, port=port, interval=interval, storage=storage,
                              http_port=http_port)
-        broker = EmbeddedBroker(port)
+        broker = BrokerProcess(port)
         await broker.start()
-        app = App(config, transport=transport, stats_interval=10.0, availability_interval=1.0)
+        app = App(config, transport=transport, stats_interval=10.0)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.request_stop)
@@ -153,7 +152,7 @@ async def _stop_after(app: App, duration: float | None) -> None:
     app.request_stop()
 
 
-async def _broker_faults(broker: EmbeddedBroker) -> None:
+async def _broker_faults(broker: BrokerProcess) -> None:
     while True:
         await asyncio.sleep(FAULT_PERIOD)
         _log.warning("demo fault: stopping the broker for %.0f s", FAULT_PERIOD)
@@ -202,7 +201,7 @@ def render(app: App, broker_up: bool, now: float, limit: int = 30) -> str:
     return "\n".join(lines)
 
 
-async def _live_view(app: App, broker: EmbeddedBroker, header: str, out: TextIO) -> None:
+async def _live_view(app: App, broker: BrokerProcess, header: str, out: TextIO) -> None:
     """Redraw the view every second on a terminal; print it every 5 s otherwise."""
     tty = out.isatty()
     root = logging.getLogger()

@@ -1,15 +1,26 @@
-"""An embedded MQTT broker (amqtt) for the demo and the tests: no mosquitto needed."""
+"""An embedded MQTT broker (amqtt) for the demo and the tests: no mosquitto needed.
+
+EmbeddedBroker runs inside the caller's event loop (tests, the example). BrokerProcess runs
+the same broker in a child process, so that in the demo the daemon's process holds only
+the daemon, as it would beside a real broker: `python -m battery_hawk.simulator.broker`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
+import sys
+import time
 from typing import Any
 
 from amqtt.broker import Broker
 
-__all__ = ["EmbeddedBroker", "free_port", "port_is_free", "quiet_amqtt"]
+__all__ = ["BrokerProcess", "EmbeddedBroker", "free_port", "port_is_free", "quiet_amqtt"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,3 +90,93 @@ def quiet_amqtt() -> None:
     """amqtt logs every connect and disconnect at INFO; the demo wants only its problems."""
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class BrokerProcess:
+    """EmbeddedBroker in a child process; stop() and start() again on the same port."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start the child and return once its port accepts connections."""
+        if self._proc is not None:
+            return
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "battery_hawk.simulator.broker",
+            "--host", self.host, "--port", str(self.port), "--parent", str(os.getpid()),
+        )
+        deadline = time.monotonic() + timeout
+        while not await self._accepts():
+            if self._proc.returncode is not None or time.monotonic() > deadline:
+                await self.stop()
+                raise RuntimeError(f"the embedded broker did not listen on {self.port}")
+            await asyncio.sleep(0.05)
+
+    async def _accepts(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def __aenter__(self) -> BrokerProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _serve(host: str, port: int, parent: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with EmbeddedBroker(port, host):
+        while not stop.is_set():
+            if parent is not None and os.getppid() != parent:
+                break  # the demo died without stopping us: do not linger
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the embedded broker until SIGTERM (or until the parent process is gone)."""
+    parser = argparse.ArgumentParser(description="battery-hawk's embedded MQTT broker")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    quiet_amqtt()
+    asyncio.run(_serve(args.host, args.port, args.parent))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,8 @@
 * :class:`Mosquitto` runs ``/usr/sbin/mosquitto`` on a free loopback port with its own
   config; :meth:`Mosquitto.kill` SIGKILLs it and :meth:`Mosquitto.start` brings it back
   on the same port. Fixture: ``mosquitto`` (function scope, already started).
-* :class:`AmqttBroker` runs the embedded amqtt broker inside the running event loop.
-  Fixture: ``amqtt_broker`` (started).
+* :class:`AmqttBroker` is the package's embedded amqtt broker (the demo's), run inside
+  the test's event loop. Fixture: ``amqtt_broker`` (started).
 * :class:`Subscriber` is a raw aiomqtt client (not battery_hawk code) that collects what
   arrives on a topic filter and can reconnect after a broker restart. Fixture:
   ``mqtt_subscriber`` - an async factory ``await mqtt_subscriber(port, "topic/#")``.
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+
+from battery_hawk.simulator.broker import EmbeddedBroker as AmqttBroker
 
 __all__ = [
     "AmqttBroker",
@@ -178,52 +180,6 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AmqttBroker:
-    """The embedded amqtt broker on a loopback port, run inside the current event loop."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.host = HOST
-        self.port = port or free_port()
-        self._broker: object | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._broker is not None
-
-    def _config(self) -> dict[str, object]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{HOST}:{self.port}"}},
-            # amqtt refuses every client unless an auth plugin says yes; listing the
-            # plugins replaces its defaults ($SYS, packet logging) with just this one.
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            },
-        }
-
-    async def start(self) -> None:
-        """Start listening (a new Broker object each time, so it can be restarted)."""
-        from amqtt.broker import Broker
-
-        if self._broker is not None:
-            raise RuntimeError("amqtt broker already running")
-        broker = Broker(self._config())
-        await broker.start()
-        self._broker = broker
-
-    async def stop(self) -> None:
-        """Shut it down; clients see their connection close."""
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.shutdown()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> AmqttBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 class Subscriber:
