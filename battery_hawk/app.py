@@ -72,6 +72,7 @@ class App:
         self._announced = Announcements(storage)
         self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
         self.coordinators: dict[str, DeviceCoordinator] = {}
+        self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
         self._alerts: dict[str, AlertEvaluator] = {}
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,8 +107,9 @@ class App:
             for topic, payload in gateway_discovery_messages(self.topics):
                 await self._publish(topic, payload, retain=True)
         await self._remove_stale_devices({d.device_id for d in self.config.devices})
-        for device in self.config.devices:
-            self._add_device(device)
+        count = len(self.config.devices)
+        for index, device in enumerate(self.config.devices):
+            self._add_device(device, stagger=index / count)
         self._spawn(self._scan_loop(), "scanner")
         self._spawn(self._availability_loop(), "availability")
         self._spawn(self._stats_loop(), "gateway-stats")
@@ -167,33 +169,39 @@ class App:
 
     # ---- devices -----------------------------------------------------------------
 
-    def _add_device(self, device: DeviceConfig) -> None:
+    def _add_device(self, device: DeviceConfig, stagger: float = 0.0) -> None:
+        """Start a device; its first visit waits ``stagger`` (0..1) of its interval."""
         driver = get_driver(device.type)(device.key)
         coordinator = DeviceCoordinator(
             device, driver, self.transport, self, self._seq,
             connect_timeout=self.config.bluetooth.connect_timeout,
         )
         self.coordinators[device.device_id] = coordinator
+        if coordinator.passive:
+            self._passive[device.address] = coordinator
         self.metrics.add_device(coordinator.info)
         a = device.alerts
         self._alerts[device.device_id] = AlertEvaluator(
             AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature)
         )
         if not coordinator.passive:
-            task = asyncio.create_task(coordinator.run(self._stop),
+            first_delay = min(device.poll_interval, 10.0) * stagger
+            task = asyncio.create_task(coordinator.run(self._stop, first_delay),
                                        name=f"battery-hawk:device:{device.device_id}")
             self._device_tasks[device.device_id] = task
 
-    async def _remove_device(self, device_id: str) -> None:
+    async def _stop_device(self, device_id: str) -> None:
+        """Stop a device's loop; its HA entities stay (reload removes those of gone ones)."""
         task = self._device_tasks.pop(device_id, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.coordinators.pop(device_id, None)
+        coordinator = self.coordinators.pop(device_id, None)
+        if coordinator is not None:
+            self._passive.pop(coordinator.config.address, None)
         self._alerts.pop(device_id, None)
         self.metrics.remove_device(device_id)
-        await self._remove_stale_devices(set(self.coordinators))
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
         """Delete the HA entities of devices no longer configured (empty retained docs)."""
@@ -211,7 +219,7 @@ class App:
         new = {d.device_id: d for d in config.devices}
         for device_id, device in old.items():
             if new.get(device_id) != device:
-                await self._remove_device(device_id)
+                await self._stop_device(device_id)
         self.config = config
         for device_id, device in new.items():
             if old.get(device_id) != device:
@@ -285,12 +293,12 @@ class App:
         """Feed advertisements to passive devices; restart the scanner if it fails."""
         failing = False
         while True:
-            if not any(c.passive for c in self.coordinators.values()):
+            if not self._passive:
                 await asyncio.sleep(self.config.bluetooth.scan_interval)
                 continue
             try:
                 async for adv in self.transport.advertisements():
-                    coordinator = self._passive_by_address().get(adv.address)
+                    coordinator = self._passive.get(adv.address)
                     if coordinator is not None:
                         await coordinator.feed(adv)
                     if failing:
@@ -302,9 +310,6 @@ class App:
                     _log.warning("scanning failed: %s; retrying every %.0f s", exc,
                                  self.config.bluetooth.scan_interval)
             await asyncio.sleep(self.config.bluetooth.scan_interval)
-
-    def _passive_by_address(self) -> dict[str, DeviceCoordinator]:
-        return {c.config.address: c for c in self.coordinators.values() if c.passive}
 
     async def _availability_loop(self) -> None:
         while True:

@@ -108,12 +108,15 @@ class DeviceCoordinator:
     def passive(self) -> bool:
         return self.driver.mode is Mode.PASSIVE
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, first_delay: float = 0.0) -> None:
         """Visit the device every poll_interval until ``stop`` is set (not for passive ones).
 
+        ``first_delay`` staggers devices so they do not all reach for the radio at once.
         A visit under way when ``stop`` is set finishes first, so shutdown loses no reading.
         """
         interval = self.config.poll_interval
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), first_delay)
         while not stop.is_set():
             started = self._clock()
             await self.poll_once()
