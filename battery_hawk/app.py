@@ -35,8 +35,8 @@ from battery_hawk.publisher import (
     reported_fields,
     state_payload,
 )
-from battery_hawk.runtime import Announcements, GatewayStats, build_mqtt
-from battery_hawk.storage import SeqStore
+from battery_hawk.runtime import GatewayStats, build_mqtt
+from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
 
 __all__ = ["App", "run_daemon"]
@@ -182,7 +182,8 @@ class App:
         self.metrics.add_device(coordinator.info)
         a = device.alerts
         self._alerts[device.device_id] = AlertEvaluator(
-            AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature)
+            AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature),
+            active=self._announced.get(device.device_id).active,  # raised before a restart
         )
         if not coordinator.passive:
             first_delay = min(device.poll_interval, 10.0) * stagger
@@ -205,11 +206,12 @@ class App:
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
         """Delete the HA entities of devices no longer configured (empty retained docs)."""
-        for device_id, (fields, kinds) in self._announced.items():
+        for device_id, known in self._announced.items():
             if device_id in keep:
                 continue
             _log.info("device %s left the configuration: removing its entities", device_id)
-            for topic, payload in removal_messages(device_id, fields, kinds, self.topics):
+            for topic, payload in removal_messages(device_id, known.fields, known.alerts,
+                                                   self.topics):
                 await self._publish(topic, payload, retain=True)
             self._announced.forget(device_id)
 
@@ -240,6 +242,9 @@ class App:
         await self._publish(self.topics.device_state(did), state_payload(reading), retain=True)
         if evaluator is not None:
             changes = evaluator.evaluate(reading.reading, reading.timestamp)
+            if changes:
+                self._announced.set_active(did, (str(kind) for kind, status
+                                                 in evaluator.status().items() if status.active))
             for change in changes:
                 log = _log.warning if change.active else _log.info
                 log("%s: %s %s (value %s, threshold %s)", device.name, change.kind,
@@ -266,11 +271,11 @@ class App:
 
     async def _announce(self, device: DeviceInfo) -> None:
         did = device.device_id
-        fields, kinds = self._announced.get(did)
+        known = self._announced.get(did)
         coordinator = self.coordinators.get(did)
         poll = coordinator.config.poll_interval if coordinator else 60.0
-        for topic, payload in discovery_messages(device, fields, self.topics,
-                                                 int(offline_after(poll)), kinds):
+        for topic, payload in discovery_messages(device, known.fields, self.topics,
+                                                 int(offline_after(poll)), known.alerts):
             await self._publish(topic, payload, retain=True)
 
     async def _on_ha_status(self, _topic: str, payload: bytes) -> None:

@@ -1,8 +1,12 @@
-"""Per-device sequence counters that survive restarts.
+"""What the daemon remembers across restarts, in small JSON files under storage.path.
 
-Counters are written atomically (temp file, fsync, rename) at most every ``flush_interval``
-seconds and on close, so a Pi's SD card sees a handful of writes a minute, not one per
-reading. After a crash at most that interval's readings can repeat a seq number.
+- seq.json: per-device sequence counters, written at most every ``flush_interval``
+  seconds and on close, so a Pi's SD card sees a handful of writes a minute, not one per
+  reading. After a crash at most that interval's readings can repeat a seq number.
+- announced.json: which Home Assistant entities each device has, and which of its alerts
+  are active, so removed devices lose their entities and alerts are not raised twice.
+
+Every file is written atomically (temp file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -11,12 +15,41 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-__all__ = ["SeqStore"]
+__all__ = ["Announced", "Announcements", "SeqStore", "read_json", "write_json"]
 
 _log = logging.getLogger(__name__)
+
+
+def read_json(path: Path) -> object | None:
+    """A JSON file's content; None if it is missing or unreadable (logged)."""
+    try:
+        data: object = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        _log.warning("cannot read %s (%s); starting afresh", path, exc)
+        return None
+    return data
+
+
+def write_json(path: Path, data: object) -> bool:
+    """Replace a JSON file atomically; False (logged) if it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        _log.warning("cannot write %s: %s", path, exc)
+        return False
+    return True
 
 
 class SeqStore:
@@ -37,16 +70,10 @@ class SeqStore:
         self._counters: dict[str, int] = self._load()
 
     def _load(self) -> dict[str, int]:
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            _log.warning("cannot read %s (%s); seq counters start again at 1", self._path, exc)
-            return {}
+        data = read_json(self._path)
         if not isinstance(data, dict):
             return {}
-        return {str(k): int(v) for k, v in data.items() if isinstance(v, int)}
+        return {str(k): v for k, v in data.items() if isinstance(v, int)}
 
     def last(self, device_id: str) -> int:
         """The last seq handed out for a device (0 if none)."""
@@ -64,16 +91,70 @@ class SeqStore:
     def flush(self) -> None:
         """Write the counters now if they changed."""
         self._last_flush = self._clock()
-        if not self._dirty:
-            return
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_suffix(".tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                json.dump(self._counters, handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(self._path)
+        if self._dirty and write_json(self._path, self._counters):
             self._dirty = False
-        except OSError as exc:
-            _log.warning("cannot write %s: %s", self._path, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """One device as Home Assistant knows it: its sensor fields, alert kinds, active alerts."""
+
+    fields: tuple[str, ...] = ()
+    alerts: tuple[str, ...] = ()
+    active: tuple[str, ...] = ()
+
+
+class Announcements:
+    """Which entities each device has in Home Assistant, and its active alerts, on disk.
+
+    It lets the daemon remove the entities of a device that left the configuration, even
+    across restarts, announce again only when a device's set of fields grows, and not
+    raise an alert again after a restart when it was already raised.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "announced.json"
+        raw = read_json(self._path)
+        self._data: dict[str, Announced] = {}
+        if isinstance(raw, dict):
+            for device_id, record in raw.items():
+                if isinstance(record, dict):
+                    self._data[str(device_id)] = Announced(
+                        *(tuple(str(x) for x in record.get(k) or ())
+                          for k in ("fields", "alerts", "active")))
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._data
+
+    def items(self) -> list[tuple[str, Announced]]:
+        return list(self._data.items())
+
+    def get(self, device_id: str) -> Announced:
+        return self._data.get(device_id, Announced())
+
+    def update(self, device_id: str, fields: Iterable[str], alerts: Iterable[str]) -> bool:
+        """Merge what a device reports; True if anything new needs announcing."""
+        old = self._data.get(device_id)
+        current = old or Announced()
+        new = replace(current, fields=tuple(dict.fromkeys((*current.fields, *fields))),
+                      alerts=tuple(dict.fromkeys(alerts)))
+        if new == old:
+            return False
+        self._data[device_id] = new
+        self._save()
+        return True
+
+    def set_active(self, device_id: str, active: Iterable[str]) -> None:
+        """Remember which alerts of a device are raised."""
+        current = self._data.get(device_id, Announced())
+        new = replace(current, active=tuple(active))
+        if new != current:
+            self._data[device_id] = new
+            self._save()
+
+    def forget(self, device_id: str) -> None:
+        if self._data.pop(device_id, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        write_json(self._path, {k: asdict(v) for k, v in self._data.items()})

@@ -113,3 +113,21 @@ async def test_seq_survives_a_daemon_restart(
     await sub.wait_for(lambda m: len(m) >= 4, timeout=10)
     seqs = [json.loads(p)["seq"] for _, p in sub.messages]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_an_alert_raised_before_a_restart_is_not_raised_again(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Subscribe
+) -> None:
+    sub = await mqtt_subscriber(mosquitto.port, "battery_hawk/device/+/alert")
+    for _ in range(2):
+        app, _ = make_app(tmp_path, mosquitto.port, count=1)
+        device = app.config.devices[0]
+        always_low = dataclasses.replace(device.alerts, low_voltage=30.0)  # every 12 V reading
+        app = App(dataclasses.replace(app.config, devices=(
+            dataclasses.replace(device, alerts=always_low),)), transport=app.transport)
+        async with app:
+            await wait_until(lambda app=app: sum(  # type: ignore[misc]
+                c.status.readings for c in app.coordinators.values()) >= 2)
+            assert app.mqtt is not None and await app.mqtt.flush(10)
+    events = [json.loads(p) for _, p in sub.messages]
+    assert [(e["kind"], e["active"]) for e in events] == [("low_voltage", True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from battery_hawk.storage import SeqStore
+from battery_hawk.storage import Announced, Announcements, SeqStore
 
 
 class FakeClock:
@@ -41,3 +41,16 @@ def test_counters_are_written_at_most_once_per_interval(tmp_path: Path) -> None:
 def test_corrupt_file_restarts_counters_instead_of_crashing(tmp_path: Path) -> None:
     (tmp_path / "seq.json").write_text("{not json")
     assert SeqStore(tmp_path).next("car") == 1
+
+
+def test_announcements_merge_fields_and_remember_active_alerts(tmp_path: Path) -> None:
+    known = Announcements(tmp_path)
+    assert known.update("car", ["voltage", "soc"], ["low_voltage"]) is True
+    assert known.update("car", ["voltage"], ["low_voltage"]) is False  # nothing new
+    assert known.update("car", ["temperature"], ["low_voltage"]) is True
+    known.set_active("car", ["low_voltage"])
+    again = Announcements(tmp_path)
+    assert again.get("car") == Announced(("voltage", "soc", "temperature"), ("low_voltage",),
+                                         ("low_voltage",))
+    again.forget("car")
+    assert "car" not in Announcements(tmp_path)
