@@ -20,6 +20,11 @@ End-to-end use (the daemon as a subprocess):
         fake.fail_next_connect("AA:BB:CC:DD:EE:01", "org.bluez.Error.InProgress", count=3)
 
 The adapter is hci0 (address 00:1A:7D:DA:71:01) unless start() is told otherwise.
+
+This module is the life cycle and the control connection (bus, mock, event loop, `call`);
+FakeBlueZ gets its generic peripheral controls (add_device, add_responder, drop_link,
+...) from peripherals.py and its device-family builders (add_bm6, add_bm2,
+add_victron, ...) from families.py.
 """
 
 from __future__ import annotations
@@ -35,16 +40,16 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.auth import AuthExternal
 
-if TYPE_CHECKING:
-    from battery_hawk.models import Reading
+from tests.fakebluez.families import DeviceFamilies
+from tests.fakebluez.peripherals import uuid16
 
 __all__ = [
     "CONTROL_IFACE",
@@ -89,11 +94,6 @@ class FakeBlueZError(RuntimeError):
     """The fake BlueZ could not start, or a control call failed."""
 
 
-def uuid16(short: int) -> str:
-    """A 16-bit SIG UUID in the Bluetooth base UUID."""
-    return f"0000{short:04x}-0000-1000-8000-00805f9b34fb"
-
-
 def _require(program: str) -> str:
     path = shutil.which(program) if not os.path.isabs(program) else program
     if not path or not os.access(path, os.X_OK):
@@ -110,7 +110,7 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class FakeBlueZ:
+class FakeBlueZ(DeviceFamilies):
     """One private system bus with a fake org.bluez on it; see the module docstring."""
 
     def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
@@ -298,241 +298,3 @@ class FakeBlueZ:
     def call(self, member: str, signature: str = "", *body: Any) -> Any:
         """Call one method of the template's control interface."""
         return self._run(self._call(member, signature, body))
-
-    # --- generic peripheral control ---------------------------------------------------
-
-    def add_adapter(self, name: str = "hci0", address: str = "00:1A:7D:DA:71:01") -> str:
-        path = str(self.call("AddAdapter", "ss", name, address))
-        self.adapters.append(name)
-        return path
-
-    def add_device(
-        self,
-        address: str,
-        name: str | None,
-        *,
-        rssi: int = -60,
-        manufacturer_data: Mapping[int, bytes] | None = None,
-        service_data: Mapping[str, bytes] | None = None,
-        service_uuids: Iterable[str] = (),
-        adapter: str = "hci0",
-    ) -> str:
-        """A peripheral that advertises while the adapter discovers."""
-        return str(
-            self.call(
-                "AddDevice",
-                "sssna{qay}a{say}as",
-                adapter,
-                address,
-                name or "",
-                rssi,
-                dict(manufacturer_data or {}),
-                dict(service_data or {}),
-                list(service_uuids),
-            )
-        )
-
-    def set_advertisement(
-        self,
-        address: str,
-        *,
-        rssi: int = -60,
-        manufacturer_data: Mapping[int, bytes] | None = None,
-        service_data: Mapping[str, bytes] | None = None,
-    ) -> None:
-        self.call(
-            "SetAdvertisement", "sna{qay}a{say}", address, rssi,
-            dict(manufacturer_data or {}), dict(service_data or {}),
-        )
-
-    def set_advertising(self, address: str, advertising: bool) -> None:
-        self.call("SetAdvertising", "sb", address, advertising)
-
-    def add_service(self, address: str, uuid: str) -> str:
-        return str(self.call("AddService", "ss", address, uuid))
-
-    def add_characteristic(
-        self, service_path: str, uuid: str, flags: Sequence[str], value: bytes = b""
-    ) -> str:
-        return str(self.call("AddCharacteristic", "ssasay", service_path, uuid, list(flags),
-                             value))
-
-    def add_responder(
-        self,
-        address: str,
-        write_uuid: str,
-        notify_uuid: str,
-        replies: Sequence[bytes],
-        *,
-        prefix: bytes = b"",
-        key: bytes | None = None,
-    ) -> None:
-        """On a write whose plaintext (AES-decrypted with key) starts with prefix, notify."""
-        self.call("AddResponder", "sssayayaay", address, write_uuid, notify_uuid,
-                  key or b"", prefix, list(replies))
-
-    def clear_responders(self, address: str) -> None:
-        self.call("ClearResponders", "s", address)
-
-    def set_stream(
-        self, address: str, notify_uuid: str, frames: Sequence[bytes], interval: float = 0.05
-    ) -> None:
-        """While notifications are on, send frames round-robin every interval seconds."""
-        self.call("SetStream", "ssaayu", address, notify_uuid, list(frames),
-                  max(1, round(interval * 1000)))
-
-    def notify(self, address: str, char_uuid: str, frame: bytes) -> bool:
-        """Send one notification now; False if nobody is subscribed."""
-        return bool(self.call("Notify", "ssay", address, char_uuid, frame))
-
-    def set_char_value(self, address: str, char_uuid: str, value: bytes) -> None:
-        self.call("SetCharValue", "ssay", address, char_uuid, value)
-
-    def drop_link(self, address: str) -> None:
-        """The peripheral drops the connection now (Connected becomes False)."""
-        self.call("DropLink", "s", address)
-
-    def drop_link_on_next_write(self, address: str) -> None:
-        """The next write is accepted and then the link drops instead of a reply."""
-        self.call("DropOnNextWrite", "s", address)
-
-    def fail_next_connect(
-        self, address: str, error_name: str = "org.bluez.Error.InProgress", *,
-        count: int = 1, message: str = "Operation already in progress",
-    ) -> None:
-        """The next `count` Connect calls fail with this D-Bus error."""
-        self.call("FailNextConnect", "sssu", address, error_name, message, count)
-
-    def writes(self, address: str) -> list[bytes]:
-        """Every value written to any characteristic of the device, raw, in order."""
-        return [bytes(w) for w in self.call("GetWrites", "s", address)]
-
-    def device_state(self, address: str) -> dict[str, Any]:
-        """connected, connects (successful Connect calls), pending_failures, notifying."""
-        state = self.call("GetDeviceState", "s", address)
-        return {k: v.value for k, v in state.items()}
-
-    def adapter_state(self, adapter: str = "hci0") -> dict[str, Any]:
-        """discovering (bool) and discovery_starts (StartDiscovery calls so far)."""
-        state = self.call("GetAdapterState", "s", adapter)
-        return {k: v.value for k, v in state.items()}
-
-    # --- device families (frames from battery_hawk.simulator.frames) -------------------
-
-    def add_leagend_poll(
-        self,
-        address: str,
-        reading: Reading,
-        *,
-        family: str = "bm6",
-        name: str | None = None,
-        key: bytes | None = None,
-        echo: bool = False,
-        rssi: int = -60,
-    ) -> None:
-        """A BM6 / BM7: decrypts the d1 55 07 request written to fff3, notifies on fff4."""
-        from battery_hawk.simulator import frames
-
-        key = key or (frames.BM7_KEY if family == "bm7" else frames.BM6_KEY)
-        self._keys[address.upper()] = key
-        self.add_device(address, name or family.upper(), rssi=rssi,
-                        service_uuids=[uuid16(0xFFF0)])
-        service = self.add_service(address, uuid16(0xFFF0))
-        self.add_characteristic(service, uuid16(0xFFF3), ["write", "write-without-response"])
-        self.add_characteristic(service, uuid16(0xFFF4), ["notify"])
-        self._echo[address.upper()] = echo
-        self.set_leagend_reading(address, reading)
-
-    def add_bm6(self, address: str, reading: Reading, **kwargs: Any) -> None:
-        self.add_leagend_poll(address, reading, family="bm6", **kwargs)
-
-    def add_bm7(self, address: str, reading: Reading, **kwargs: Any) -> None:
-        self.add_leagend_poll(address, reading, family="bm7", **kwargs)
-
-    def set_leagend_reading(
-        self, address: str, reading: Reading, *, echo: bool | None = None
-    ) -> None:
-        """What a BM6 / BM7 answers from now on (echo: send d1 55 07 ff first)."""
-        from battery_hawk.simulator import frames
-
-        address = address.upper()
-        key = self._keys[address]
-        if echo is not None:
-            self._echo[address] = echo
-        replies = [frames.bm6_echo(key)] if self._echo[address] else []
-        replies.append(frames.bm6_reply(reading, key))
-        self.clear_responders(address)
-        self.add_responder(address, uuid16(0xFFF3), uuid16(0xFFF4), replies,
-                           prefix=b"\xd1\x55\x07", key=key)
-        self.add_responder(address, uuid16(0xFFF3), uuid16(0xFFF4),
-                           [frames.bm6_firmware_reply(key)], prefix=b"\xd1\x55\x01", key=key)
-
-    def add_bm2(
-        self,
-        address: str,
-        voltages: Sequence[float],
-        *,
-        interval: float = 0.05,
-        name: str = "BM2",
-        key: bytes | None = None,
-        rssi: int = -60,
-    ) -> None:
-        """A BM2: once notifications are on, streams 0xF5 frames of voltages round-robin."""
-        from battery_hawk.simulator import frames
-
-        key = key or frames.BM2_KEY
-        self._keys[address.upper()] = key
-        self.add_device(address, name, rssi=rssi, service_uuids=[uuid16(0xFFF0)])
-        service = self.add_service(address, uuid16(0xFFF0))
-        self.add_characteristic(service, uuid16(0xFFF3), ["write", "write-without-response"])
-        self.add_characteristic(service, uuid16(0xFFF4), ["notify"])
-        self.set_bm2_voltages(address, voltages, interval=interval)
-
-    def set_bm2_voltages(
-        self, address: str, voltages: Sequence[float], *, interval: float = 0.05
-    ) -> None:
-        from battery_hawk.simulator import frames
-
-        key = self._keys[address.upper()]
-        stream = [frames.bm2_voltage(v, key, counter=i) for i, v in enumerate(voltages)]
-        self.set_stream(address, uuid16(0xFFF4), stream, interval)
-
-    def add_victron(
-        self,
-        address: str,
-        key: bytes,
-        reading: Reading,
-        *,
-        name: str = "SmartShunt HQ2207",
-        nonce: int = 1,
-        solar: bool = False,
-        rssi: int = -60,
-    ) -> None:
-        """A Victron advertising an instant-readout record (manufacturer 0x02E1)."""
-        self.add_device(address, name, rssi=rssi,
-                        manufacturer_data=self._victron_data(key, reading, nonce, solar))
-
-    def set_victron_reading(
-        self, address: str, key: bytes, reading: Reading, *, nonce: int = 2,
-        solar: bool = False, rssi: int = -60,
-    ) -> None:
-        self.set_advertisement(address, rssi=rssi,
-                               manufacturer_data=self._victron_data(key, reading, nonce, solar))
-
-    @staticmethod
-    def _victron_data(key: bytes, reading: Reading, nonce: int, solar: bool) -> dict[int, bytes]:
-        from battery_hawk.simulator import frames
-
-        encode = frames.victron_solar_charger if solar else frames.victron_battery_monitor
-        return {0x02E1: encode(reading, key, nonce)}
-
-    def add_battery_service(
-        self, address: str, soc: float, *, name: str = "Generic Battery", rssi: int = -60
-    ) -> None:
-        """A device with the standard Battery Service (0x180F / Battery Level 0x2A19)."""
-        from battery_hawk.simulator import frames
-
-        self.add_device(address, name, rssi=rssi, service_uuids=[uuid16(0x180F)])
-        service = self.add_service(address, uuid16(0x180F))
-        self.add_characteristic(service, uuid16(0x2A19), ["read", "notify"],
-                                frames.bas_level(soc))

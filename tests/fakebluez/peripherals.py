@@ -1,0 +1,149 @@
+"""The generic peripheral controls of FakeBlueZ: one method per control-interface call.
+
+PeripheralControl is a mixin of FakeBlueZ (controller.py), which supplies `call` (one
+synchronous call of the template's com.batteryhawk.FakeBlueZ interface) and the
+`adapters` list. Each method here maps onto one control method of bluez_template.py:
+adapters, advertising devices, GATT services and characteristics, scripted responders
+and notification streams, link drops, connect failures, and state for assertions.
+Nothing here knows a device family; see families.py for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["PeripheralControl", "uuid16"]
+
+
+def uuid16(short: int) -> str:
+    """A 16-bit SIG UUID in the Bluetooth base UUID."""
+    return f"0000{short:04x}-0000-1000-8000-00805f9b34fb"
+
+
+class PeripheralControl:
+    """Adapters, devices and GATT behaviour of the fake, driven over the control bus."""
+
+    adapters: list[str]
+
+    if TYPE_CHECKING:
+
+        def call(self, member: str, signature: str = "", *body: Any) -> Any: ...
+
+    # --- generic peripheral control ---------------------------------------------------
+
+    def add_adapter(self, name: str = "hci0", address: str = "00:1A:7D:DA:71:01") -> str:
+        path = str(self.call("AddAdapter", "ss", name, address))
+        self.adapters.append(name)
+        return path
+
+    def add_device(
+        self,
+        address: str,
+        name: str | None,
+        *,
+        rssi: int = -60,
+        manufacturer_data: Mapping[int, bytes] | None = None,
+        service_data: Mapping[str, bytes] | None = None,
+        service_uuids: Iterable[str] = (),
+        adapter: str = "hci0",
+    ) -> str:
+        """A peripheral that advertises while the adapter discovers."""
+        return str(
+            self.call(
+                "AddDevice",
+                "sssna{qay}a{say}as",
+                adapter,
+                address,
+                name or "",
+                rssi,
+                dict(manufacturer_data or {}),
+                dict(service_data or {}),
+                list(service_uuids),
+            )
+        )
+
+    def set_advertisement(
+        self,
+        address: str,
+        *,
+        rssi: int = -60,
+        manufacturer_data: Mapping[int, bytes] | None = None,
+        service_data: Mapping[str, bytes] | None = None,
+    ) -> None:
+        self.call(
+            "SetAdvertisement", "sna{qay}a{say}", address, rssi,
+            dict(manufacturer_data or {}), dict(service_data or {}),
+        )
+
+    def set_advertising(self, address: str, advertising: bool) -> None:
+        self.call("SetAdvertising", "sb", address, advertising)
+
+    def add_service(self, address: str, uuid: str) -> str:
+        return str(self.call("AddService", "ss", address, uuid))
+
+    def add_characteristic(
+        self, service_path: str, uuid: str, flags: Sequence[str], value: bytes = b""
+    ) -> str:
+        return str(self.call("AddCharacteristic", "ssasay", service_path, uuid, list(flags),
+                             value))
+
+    def add_responder(
+        self,
+        address: str,
+        write_uuid: str,
+        notify_uuid: str,
+        replies: Sequence[bytes],
+        *,
+        prefix: bytes = b"",
+        key: bytes | None = None,
+    ) -> None:
+        """On a write whose plaintext (AES-decrypted with key) starts with prefix, notify."""
+        self.call("AddResponder", "sssayayaay", address, write_uuid, notify_uuid,
+                  key or b"", prefix, list(replies))
+
+    def clear_responders(self, address: str) -> None:
+        self.call("ClearResponders", "s", address)
+
+    def set_stream(
+        self, address: str, notify_uuid: str, frames: Sequence[bytes], interval: float = 0.05
+    ) -> None:
+        """While notifications are on, send frames round-robin every interval seconds."""
+        self.call("SetStream", "ssaayu", address, notify_uuid, list(frames),
+                  max(1, round(interval * 1000)))
+
+    def notify(self, address: str, char_uuid: str, frame: bytes) -> bool:
+        """Send one notification now; False if nobody is subscribed."""
+        return bool(self.call("Notify", "ssay", address, char_uuid, frame))
+
+    def set_char_value(self, address: str, char_uuid: str, value: bytes) -> None:
+        self.call("SetCharValue", "ssay", address, char_uuid, value)
+
+    def drop_link(self, address: str) -> None:
+        """The peripheral drops the connection now (Connected becomes False)."""
+        self.call("DropLink", "s", address)
+
+    def drop_link_on_next_write(self, address: str) -> None:
+        """The next write is accepted and then the link drops instead of a reply."""
+        self.call("DropOnNextWrite", "s", address)
+
+    def fail_next_connect(
+        self, address: str, error_name: str = "org.bluez.Error.InProgress", *,
+        count: int = 1, message: str = "Operation already in progress",
+    ) -> None:
+        """The next `count` Connect calls fail with this D-Bus error."""
+        self.call("FailNextConnect", "sssu", address, error_name, message, count)
+
+    def writes(self, address: str) -> list[bytes]:
+        """Every value written to any characteristic of the device, raw, in order."""
+        return [bytes(w) for w in self.call("GetWrites", "s", address)]
+
+    def device_state(self, address: str) -> dict[str, Any]:
+        """connected, connects (successful Connect calls), pending_failures, notifying."""
+        state = self.call("GetDeviceState", "s", address)
+        return {k: v.value for k, v in state.items()}
+
+    def adapter_state(self, adapter: str = "hci0") -> dict[str, Any]:
+        """discovering (bool) and discovery_starts (StartDiscovery calls so far)."""
+        state = self.call("GetAdapterState", "s", adapter)
+        return {k: v.value for k, v in state.items()}
