@@ -33,19 +33,23 @@ UNITS = {"voltage": "V", "battery": "%", "temperature": "°C", "current": "A", "
          "duration": "min", "energy": "kWh", "signal_strength": "dBm"}
 
 
-def write_config(tmp_path: Path, broker_port: int, http_port: int) -> Path:
+DEVICES = [
+    {"address": BM6, "type": "bm6", "name": "Car", "poll_interval": 1},
+    {"address": BM2, "type": "bm2", "name": "Van", "poll_interval": 1},
+    {"address": VICTRON, "type": "victron", "name": "House", "poll_interval": 1,
+     "key": VICTRON_KEY.hex()},
+]
+
+
+def write_config(tmp_path: Path, broker_port: int, http_port: int,
+                 devices: list[dict[str, object]] = DEVICES) -> Path:
     config = {
         "gateway_id": "e2e",
         "bluetooth": {"adapter": "hci0", "connect_timeout": 5, "scan_interval": 1},
         "mqtt": {"broker": "127.0.0.1", "port": broker_port, "keepalive": 10,
                  "initial_retry_delay": 0.2, "max_retry_delay": 1.0, "max_retries": 0,
                  "health_check_interval": 5},
-        "devices": [
-            {"address": BM6, "type": "bm6", "name": "Car", "poll_interval": 1},
-            {"address": BM2, "type": "bm2", "name": "Van", "poll_interval": 1},
-            {"address": VICTRON, "type": "victron", "name": "House", "poll_interval": 1,
-             "key": VICTRON_KEY.hex()},
-        ],
+        "devices": devices,
         "http": {"enabled": True, "listen": "127.0.0.1", "port": http_port},
         "logging": {"level": "INFO", "format": "json"},
         "storage": {"path": str(tmp_path / "state")},
