@@ -163,6 +163,7 @@ class Metrics:
         self._mqtt.source = mqtt_stats
         reg.register(self._mqtt)
         self._labels: dict[str, tuple[str, str, str]] = {}
+        self._reported: dict[str, set[str]] = {}  # device_id -> fields with a live gauge
         if process:
             self._add_process_collectors()
 
@@ -197,6 +198,7 @@ class Metrics:
     def remove_device(self, device_id: str) -> None:
         """Drop every series of a device (removed from the config)."""
         labels = self._labels.pop(device_id, None)
+        self._reported.pop(device_id, None)
         if labels is None:
             return
         for metric in self._series():
@@ -204,19 +206,25 @@ class Metrics:
                 metric.remove(*labels)
 
     def _of(self, device: DeviceInfo) -> tuple[str, str, str]:
-        self.add_device(device)
-        return self._labels[device.device_id]
+        labels = self._labels.get(device.device_id)
+        if labels is None or labels != (device.device_id, device.name, device.model):
+            self.add_device(device)
+            labels = self._labels[device.device_id]
+        return labels
 
     def observe_reading(self, dr: DeviceReading) -> None:
         """One published reading: field gauges, rssi, seq, timestamp, readings_total."""
         labels = self._of(dr.device)
+        reported = self._reported.setdefault(dr.device.device_id, set())
         for field, (gauge, factor) in self._fields.items():
             value = getattr(dr.reading, field)
-            if value is None:
-                with contextlib.suppress(KeyError):  # not reported now: no stale value
-                    gauge.remove(*labels)
-            else:
+            if value is not None:
                 gauge.labels(*labels).set(value * factor)
+                reported.add(field)
+            elif field in reported:  # not reported now: no stale value
+                reported.discard(field)
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
         if dr.rssi is not None:
             self._rssi.labels(*labels).set(dr.rssi)
         self._seq.labels(*labels).set(dr.seq)
