@@ -117,12 +117,14 @@ class DeviceCoordinator:
         interval = self.config.poll_interval
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), first_delay)
+        due = self._clock()
         while not stop.is_set():
-            started = self._clock()
             await self.poll_once()
-            pause = max(0.0, interval - (self._clock() - started))
+            # a fixed schedule, so wake-up latency does not add up into drift; a visit
+            # that overran its slot is followed at once by the next
+            due = max(due + interval, self._clock())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+                await asyncio.wait_for(stop.wait(), due - self._clock())
 
     async def poll_once(self) -> Reading | None:
         """One visit: connect, fetch a reading, publish it. Failures are counted, not raised."""

@@ -79,7 +79,7 @@ async def measure(devices: int, warmup: float, window: float) -> Result:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "battery_hawk", "demo", "--devices", str(devices),
-        "--interval", "1", "--port", str(port), "--no-live", "--log-level", "WARNING",
+        "--interval", "1", "--port", str(port), "--no-live", "--log-level", "ERROR",
         stdout=subprocess.DEVNULL, cwd=ROOT,
     )
     sub = StampingSubscriber(port, "battery_hawk/device/+/state")
