@@ -6,7 +6,7 @@ Readings flow coordinator -> App (the sink) -> publisher builders -> MQTTInterfa
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -45,6 +45,8 @@ _log = logging.getLogger(__name__)
 
 STOP_GRACE = 15.0  # seconds in-flight reads may take to finish on shutdown
 FLUSH_TIMEOUT = 10.0  # seconds the MQTT queue may take to drain on shutdown
+MQTT_CLOSE_TIMEOUT = 10.0  # seconds for `offline` and the goodbye after the flush
+# STOP_GRACE + FLUSH_TIMEOUT + MQTT_CLOSE_TIMEOUT stays under the unit's TimeoutStopSec.
 
 
 class App:
@@ -74,6 +76,7 @@ class App:
         self.coordinators: dict[str, DeviceCoordinator] = {}
         self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
         self._alerts: dict[str, AlertEvaluator] = {}
+        self._alert_state_sent: set[str] = set()  # retained alert state published once
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -135,7 +138,11 @@ class App:
         self._device_tasks.clear()
         self._seq.flush()
         if self.mqtt is not None:
-            await self.mqtt.disconnect(FLUSH_TIMEOUT)
+            try:  # flush, then offline; bounded even if the broker link is a black hole
+                async with asyncio.timeout(FLUSH_TIMEOUT + MQTT_CLOSE_TIMEOUT):
+                    await self.mqtt.disconnect(FLUSH_TIMEOUT)
+            except TimeoutError:
+                _log.warning("MQTT did not close in time; the broker will publish our Will")
         if self.http is not None:
             await self.http.__aexit__(None, None, None)
             self.http = None
@@ -164,8 +171,12 @@ class App:
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
-            _log.error("task %s died: %r", task.get_name(), task.exception())
+        """Log a loop that died of a bug (the watchdog then stops pinging)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            _log.error("task %s died: %r", task.get_name(), exc, exc_info=exc)
 
     # ---- devices -----------------------------------------------------------------
 
@@ -189,6 +200,7 @@ class App:
             first_delay = min(device.poll_interval, 10.0) * stagger
             task = asyncio.create_task(coordinator.run(self._stop, first_delay),
                                        name=f"battery-hawk:device:{device.device_id}")
+            task.add_done_callback(self._task_done)
             self._device_tasks[device.device_id] = task
 
     async def _stop_device(self, device_id: str) -> None:
@@ -196,16 +208,18 @@ class App:
         task = self._device_tasks.pop(device_id, None)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})  # a task that had died is already logged
         coordinator = self.coordinators.pop(device_id, None)
         if coordinator is not None:
             self._passive.pop(coordinator.config.address, None)
         self._alerts.pop(device_id, None)
+        self._alert_state_sent.discard(device_id)
         self.metrics.remove_device(device_id)
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
         """Delete the HA entities of devices no longer configured (empty retained docs)."""
+        if self.mqtt is None:
+            return  # keep the record: the entities go once MQTT is enabled again
         for device_id, known in self._announced.items():
             if device_id in keep:
                 continue
@@ -217,6 +231,13 @@ class App:
 
     async def reload(self, config: Config) -> None:
         """Apply a new device list (SIGHUP); other sections need a restart."""
+        ignored = [f.name for f in dataclasses.fields(config)
+                   if f.name != "devices" and getattr(config, f.name) != getattr(self.config,
+                                                                                 f.name)]
+        if ignored:
+            _log.warning("SIGHUP applies the device list only; restart for changes to: %s",
+                         ", ".join(ignored))
+            config = dataclasses.replace(self.config, devices=config.devices)
         old = {d.device_id: d for d in self.config.devices}
         new = {d.device_id: d for d in config.devices}
         for device_id, device in old.items():
@@ -237,8 +258,13 @@ class App:
         fields = reported_fields(reading)
         evaluator = self._alerts.get(did)
         kinds = tuple(str(k) for k in evaluator.thresholds.kinds()) if evaluator else ()
-        if self._announced.update(did, fields, kinds):
+        before = self._announced.get(did).alerts
+        if self._announced.update(did, fields, kinds, self._discovery_fingerprint(device)):
             await self._announce(device)
+            node = self.topics.device_identifier(did)
+            for kind in set(before) - set(kinds):  # an alert switched off loses its entity
+                await self._publish(self.topics.discovery("binary_sensor", node,
+                                                          f"alert_{kind}"), b"", retain=True)
         await self._publish(self.topics.device_state(did), state_payload(reading), retain=True)
         if evaluator is not None:
             changes = evaluator.evaluate(reading.reading, reading.timestamp)
@@ -251,7 +277,8 @@ class App:
                     "raised" if change.active else "cleared", change.value, change.threshold)
                 await self._publish(self.topics.device_alert(did),
                                     alert_payload(did, change, reading.timestamp))
-            if changes or not self._stats.alerts_sent(did):
+            if changes or did not in self._alert_state_sent:
+                self._alert_state_sent.add(did)
                 await self._publish(self.topics.device_alerts(did), alert_state_payload(
                     did, evaluator.status(), reading.timestamp), retain=True)
         self._stats.readings += 1
@@ -269,13 +296,19 @@ class App:
         else:
             self.metrics.observe_transport_error(device)
 
+    def _expire_after(self, device_id: str) -> int:
+        coordinator = self.coordinators.get(device_id)
+        return int(offline_after(coordinator.config.poll_interval if coordinator else 60.0))
+
+    def _discovery_fingerprint(self, device: DeviceInfo) -> str:
+        """What else discovery documents carry: a change re-announces the device."""
+        return f"{device.name}|{device.model}|{self._expire_after(device.device_id)}"
+
     async def _announce(self, device: DeviceInfo) -> None:
-        did = device.device_id
-        known = self._announced.get(did)
-        coordinator = self.coordinators.get(did)
-        poll = coordinator.config.poll_interval if coordinator else 60.0
+        known = self._announced.get(device.device_id)
         for topic, payload in discovery_messages(device, known.fields, self.topics,
-                                                 int(offline_after(poll)), known.alerts):
+                                                 self._expire_after(device.device_id),
+                                                 known.alerts):
             await self._publish(topic, payload, retain=True)
 
     async def _on_ha_status(self, _topic: str, payload: bytes) -> None:
@@ -295,30 +328,49 @@ class App:
     # ---- housekeeping loops -----------------------------------------------------------
 
     async def _scan_loop(self) -> None:
-        """Feed advertisements to passive devices; restart the scanner if it fails."""
+        """Feed advertisements to passive devices; restart the scanner if it fails.
+
+        A scanner that has heard nothing for a while is restarted too: after bluetoothd
+        restarts, discovery can stop without an error.
+        """
+        interval = self.config.bluetooth.scan_interval
+        silence = max(60.0, 3 * interval)
         failing = False
         while True:
             if not self._passive:
-                await asyncio.sleep(self.config.bluetooth.scan_interval)
+                await asyncio.sleep(interval)
                 continue
+            stream = self.transport.advertisements()
             try:
-                async for adv in self.transport.advertisements():
-                    coordinator = self._passive.get(adv.address)
-                    if coordinator is not None:
-                        await coordinator.feed(adv)
+                while True:
+                    async with asyncio.timeout(silence):
+                        adv = await anext(stream)
                     if failing:
                         failing = False
                         _log.info("scanning works again")
-            except BatteryHawkError as exc:
+                    coordinator = self._passive.get(adv.address)
+                    if coordinator is not None:
+                        await coordinator.feed(adv)
+            except TimeoutError:
+                _log.debug("no advertisement for %.0f s: restarting discovery", silence)
+                continue
+            except StopAsyncIteration:
+                pass
+            except Exception as exc:
                 if not failing:
                     failing = True
-                    _log.warning("scanning failed: %s; retrying every %.0f s", exc,
-                                 self.config.bluetooth.scan_interval)
-            await asyncio.sleep(self.config.bluetooth.scan_interval)
+                    _log.warning("scanning failed: %s; retrying every %.0f s", exc, interval,
+                                 exc_info=None if isinstance(exc, BatteryHawkError) else exc)
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await asyncio.sleep(interval)
 
     async def _availability_loop(self) -> None:
         while True:
             await asyncio.sleep(self._availability_interval)
+            self._seq.flush_if_due()  # a quiet device must not keep its seq only in memory
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
 
@@ -344,8 +396,14 @@ class App:
         http = self.config.http
         if not http.enabled:
             return
-        self.http = HttpServer(http.listen, http.port, self.metrics, self)
-        await self.http.__aenter__()
+        server = HttpServer(http.listen, http.port, self.metrics, self)
+        try:
+            await server.__aenter__()
+        except OSError as exc:
+            raise BatteryHawkError(
+                f"cannot serve HTTP on {http.listen}:{http.port} ({exc.strerror or exc}); "
+                "change http.port or set http.enabled: false") from None
+        self.http = server
 
     # ---- StatusProvider (HTTP) ------------------------------------------------------
 
@@ -413,5 +471,8 @@ async def _reload(app: App, path: str) -> None:
     except ConfigError as exc:
         _log.error("SIGHUP: keeping the running configuration: %s", exc)
         return
-    await app.reload(config)
+    try:
+        await app.reload(config)
+    except Exception:
+        _log.exception("SIGHUP: applying the new device list failed")
 

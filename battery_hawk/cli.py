@@ -31,7 +31,8 @@ _log = logging.getLogger("battery_hawk")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default=None, metavar="LEVEL",
+    common.add_argument("--log-level", default=None, metavar="LEVEL", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="DEBUG, INFO, WARNING or ERROR (default: the config's, else INFO)")
     common.add_argument("--log-format", choices=("text", "json"), default=None,
                         help="text for a terminal, json for log collectors")
@@ -57,13 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Start an embedded MQTT broker, simulated devices of every supported "
         "family and the whole daemon pipeline, and show the readings live. Ctrl-C ends it.",
     )
-    demo.add_argument("--duration", type=float, default=None, metavar="S",
+    demo.add_argument("--duration", type=_positive, default=None, metavar="S",
                       help="stop after S seconds (default: run until Ctrl-C)")
-    demo.add_argument("--devices", type=int, default=None, metavar="N",
+    demo.add_argument("--devices", type=_count, default=None, metavar="N",
                       help="number of simulated devices (default: one of each family)")
-    demo.add_argument("--port", type=int, default=1883, metavar="P",
+    demo.add_argument("--port", type=_port, default=1883, metavar="P",
                       help="broker port; a free one is picked if P is taken (default 1883)")
-    demo.add_argument("--interval", type=float, default=None, metavar="S",
+    demo.add_argument("--interval", type=_interval, default=None, metavar="S",
                       help="seconds between readings of each device (default 2)")
     demo.add_argument("--fault", choices=("broker",), default=None,
                       help="'broker': stop and restart the embedded broker every 20 s")
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", parents=[common],
                           help="list nearby devices and the family each is recognised as")
-    scan.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    scan.add_argument("--timeout", type=_positive, default=10.0, metavar="S")
     scan.add_argument("--adapter", default="hci0")
 
     read = sub.add_parser("read", parents=[common], help="one reading from one device, as JSON")
@@ -82,12 +83,38 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--type", required=True, dest="type_", metavar="T",
                       help="device type, e.g. bm6, bm2, bm7, victron, bas")
     read.add_argument("--key", default=None, metavar="HEX", help="AES key override (hex)")
-    read.add_argument("--timeout", type=float, default=30.0, metavar="S")
+    read.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
     read.add_argument("--adapter", default="hci0")
 
     sub.add_parser("check-config", parents=[common, with_config],
                    help="validate the configuration and print it, secrets masked")
     return parser
+
+
+def _number(text: str, kind: type[float] | type[int], lo: float, hi: float) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, float, 0.001, 1e9)
+
+
+def _interval(text: str) -> float:
+    return _number(text, float, 0.1, 86400)
+
+
+def _count(text: str) -> int:
+    return int(_number(text, int, 1, 10000))
+
+
+def _port(text: str) -> int:
+    return int(_number(text, int, 1, 65535))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,8 +151,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from battery_hawk.demo import DemoOptions, run_demo
 
-        if args.devices is not None and args.devices < 1:
-            raise ConfigError("must be at least 1", key="--devices")
         return asyncio.run(run_demo(DemoOptions(
             duration=args.duration, devices=args.devices, port=args.port,
             interval=args.interval, fault=args.fault, live=not args.no_live,
@@ -181,6 +206,10 @@ async def _read(args: argparse.Namespace) -> int:
             key = bytes.fromhex(args.key)
         except ValueError:
             raise ConfigError("expected a hex string", key="--key") from None
+    try:
+        DRIVERS[type_name](key)  # a missing or malformed key is bad usage, not a failure
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--key") from None
     reading = await read_command(args.adapter, args.address.upper(), type_name, key,
                                  args.timeout)
     print(json.dumps({"address": args.address.upper(), "type": type_name,

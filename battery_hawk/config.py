@@ -7,6 +7,7 @@ wrong. Unknown keys are faults too: a typo must never be silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -311,6 +312,8 @@ class _Loader:
             if hint is int and not float(raw).is_integer():
                 self.fail(path, f"expected a whole number, got {raw}")
             number = hint(raw)
+            if not math.isfinite(number):
+                self.fail(path, f"expected a finite number, got {raw}")
             self.check_range(number, path, meta)
             return number
         if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):

@@ -23,6 +23,7 @@ from battery_hawk.ble.link import Transport
 from battery_hawk.config import DeviceConfig
 from battery_hawk.errors import (
     CircuitOpenError,
+    ConnectTimeoutError,
     DecodeError,
     NotAReading,
     TransportError,
@@ -130,9 +131,16 @@ class DeviceCoordinator:
         """One visit: connect, fetch a reading, publish it. Failures are counted, not raised."""
         if not self._breaker.allow():
             return None
+        # fetch_reading bounds connecting and reading; this bounds the whole visit, so a
+        # wedged BlueZ cannot hold the loop (and the watchdog that watches it) for good
+        limit = 3 * self._connect_timeout + 5
         try:
-            reading = await fetch_reading(self._transport, self.config.address, self.driver,
-                                          self._connect_timeout)
+            async with asyncio.timeout(limit):
+                reading = await fetch_reading(self._transport, self.config.address,
+                                              self.driver, self._connect_timeout)
+        except TimeoutError:
+            self._fail("transport", ConnectTimeoutError(f"no reading within {limit:.0f} s"))
+            return None
         except TransportError as exc:
             self._fail("transport", exc)
             return None
@@ -142,6 +150,9 @@ class DeviceCoordinator:
         except DecodeError as exc:
             self._breaker.record_success()  # the radio link works; the frame did not
             self._fail("decode", exc)
+            return None
+        except Exception as exc:  # a library error we do not know yet: keep the loop alive
+            self._fail("transport", exc, unexpected=True)
             return None
         self._breaker.record_success()
         await self._emit(reading, rssi=None)
@@ -159,6 +170,9 @@ class DeviceCoordinator:
         except DecodeError as exc:
             self._fail("decode", exc)
             return None
+        except Exception as exc:  # a decoder bug must not stop the scanner
+            self._fail("decode", exc, unexpected=True)
+            return None
         await self._emit(reading, rssi=adv.rssi)
         return reading
 
@@ -174,6 +188,14 @@ class DeviceCoordinator:
             await self._sink.on_availability(self.info, False)
 
     async def _emit(self, reading: Reading, rssi: int | None) -> None:
+        """Stamp and hand on a reading; a failure downstream is logged, never raised."""
+        try:
+            await self._stamp_and_send(reading, rssi)
+        except Exception:
+            _log.exception("%s (%s): handing on a reading failed", self.info.name,
+                           self.info.address)
+
+    async def _stamp_and_send(self, reading: Reading, rssi: int | None) -> None:
         now = self._clock()
         self._last_emit = now
         stamped = DeviceReading(
@@ -195,7 +217,7 @@ class DeviceCoordinator:
             await self._sink.on_availability(self.info, True)
         await self._sink.on_reading(stamped)
 
-    def _fail(self, kind: str, exc: BaseException) -> None:
+    def _fail(self, kind: str, exc: BaseException, *, unexpected: bool = False) -> None:
         status = self.status
         status.last_error = f"{type(exc).__name__}: {exc}"
         if kind == "decode":
@@ -207,6 +229,7 @@ class DeviceCoordinator:
         self._sink.on_error(self.info, kind)
         if not self._failing:  # one warning per run of failures; recovery logged once too
             self._failing = True
-            _log.warning("%s (%s): %s", self.info.name, self.info.address, status.last_error)
+            _log.warning("%s (%s): %s", self.info.name, self.info.address, status.last_error,
+                         exc_info=exc if unexpected else None)
         else:
             _log.debug("%s (%s): %s", self.info.name, self.info.address, status.last_error)

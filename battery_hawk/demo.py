@@ -101,7 +101,8 @@ async def run_demo(options: DemoOptions) -> int:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             if not broker.running:
-                await broker.start()  # let the last readings drain before we stop
+                with contextlib.suppress(RuntimeError):  # drain the last readings if we can
+                    await broker.start()
         finally:
             await app.stop()
             await broker.stop()
@@ -158,8 +159,12 @@ async def _broker_faults(broker: BrokerProcess) -> None:
         _log.warning("demo fault: stopping the broker for %.0f s", FAULT_PERIOD)
         await broker.stop()
         await asyncio.sleep(FAULT_PERIOD)
+        try:
+            await broker.start()
+        except RuntimeError as exc:  # e.g. something else took the port meanwhile
+            _log.error("demo fault: the broker did not come back (%s); trying again", exc)
+            continue
         _log.warning("demo fault: broker back")
-        await broker.start()
 
 
 def _fmt(value: float | None, unit: str, digits: int = 2) -> str:

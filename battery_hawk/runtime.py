@@ -56,16 +56,8 @@ class GatewayStats:
 
     def __init__(self) -> None:
         self.readings = 0
-        self._alert_state_sent: set[str] = set()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # prime: the next call measures since now
-
-    def alerts_sent(self, device_id: str) -> bool:
-        """Whether the retained alert state of a device went out once already."""
-        if device_id in self._alert_state_sent:
-            return True
-        self._alert_state_sent.add(device_id)
-        return False
 
     def snapshot(
         self,

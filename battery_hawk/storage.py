@@ -36,8 +36,8 @@ def read_json(path: Path) -> object | None:
     return data
 
 
-def write_json(path: Path, data: object) -> bool:
-    """Replace a JSON file atomically; False (logged) if it cannot be written."""
+def write_json(path: Path, data: object, *, quiet: bool = False) -> bool:
+    """Replace a JSON file atomically; False (logged unless quiet) if it cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -47,7 +47,8 @@ def write_json(path: Path, data: object) -> bool:
             os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
-        _log.warning("cannot write %s: %s", path, exc)
+        if not quiet:
+            _log.warning("cannot write %s: %s", path, exc)
         return False
     return True
 
@@ -66,6 +67,7 @@ class SeqStore:
         self._flush_interval = flush_interval
         self._clock = clock
         self._dirty = False
+        self._write_failing = False
         self._last_flush = clock()
         self._counters: dict[str, int] = self._load()
 
@@ -84,15 +86,26 @@ class SeqStore:
         seq = self._counters.get(device_id, 0) + 1
         self._counters[device_id] = seq
         self._dirty = True
-        if self._clock() - self._last_flush >= self._flush_interval:
-            self.flush()
+        self.flush_if_due()
         return seq
 
+    def flush_if_due(self) -> None:
+        """Write the counters if they changed and flush_interval has passed."""
+        if self._dirty and self._clock() - self._last_flush >= self._flush_interval:
+            self.flush()
+
     def flush(self) -> None:
-        """Write the counters now if they changed."""
+        """Write the counters now if they changed; a failing disk is logged once."""
         self._last_flush = self._clock()
-        if self._dirty and write_json(self._path, self._counters):
+        if not self._dirty:
+            return
+        if write_json(self._path, self._counters, quiet=self._write_failing):
             self._dirty = False
+            if self._write_failing:
+                _log.info("%s is writable again", self._path)
+            self._write_failing = False
+        else:
+            self._write_failing = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,7 @@ class Announced:
     fields: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()
     active: tuple[str, ...] = ()
+    fingerprint: str = ""  # name, model, expire_after: what else discovery depends on
 
 
 class Announcements:
@@ -119,9 +133,10 @@ class Announcements:
         if isinstance(raw, dict):
             for device_id, record in raw.items():
                 if isinstance(record, dict):
+                    names = {k: tuple(str(x) for x in record.get(k) or ())
+                             for k in ("fields", "alerts", "active")}
                     self._data[str(device_id)] = Announced(
-                        *(tuple(str(x) for x in record.get(k) or ())
-                          for k in ("fields", "alerts", "active")))
+                        **names, fingerprint=str(record.get("fingerprint", "")))
 
     def __contains__(self, device_id: object) -> bool:
         return device_id in self._data
@@ -132,12 +147,13 @@ class Announcements:
     def get(self, device_id: str) -> Announced:
         return self._data.get(device_id, Announced())
 
-    def update(self, device_id: str, fields: Iterable[str], alerts: Iterable[str]) -> bool:
+    def update(self, device_id: str, fields: Iterable[str], alerts: Iterable[str],
+               fingerprint: str = "") -> bool:
         """Merge what a device reports; True if anything new needs announcing."""
         old = self._data.get(device_id)
         current = old or Announced()
         new = replace(current, fields=tuple(dict.fromkeys((*current.fields, *fields))),
-                      alerts=tuple(dict.fromkeys(alerts)))
+                      alerts=tuple(dict.fromkeys(alerts)), fingerprint=fingerprint)
         if new == old:
             return False
         self._data[device_id] = new

@@ -44,8 +44,18 @@ def test_unknown_device_type_exits_2_listing_types(
     assert "devices[0].type" in err and "bm6" in err and "victron" in err
 
 
-def test_bad_usage_exits_2() -> None:
-    assert main(["frobnicate"]) == 2
+@pytest.mark.parametrize("argv", [
+    ["frobnicate"],
+    ["scan", "--log-level", "bogus"],
+    ["demo", "--port", "70000"],
+    ["demo", "--interval", "-1"],
+    ["demo", "--devices", "0"],
+    ["read", "AA:BB:CC:DD:EE:01", "--type", "victron"],  # Victron needs its key
+    ["read", "AA:BB:CC:DD:EE:01", "--type", "bm6", "--key", "00"],
+    ["read", "AA:BB:CC:DD:EE:01", "--type", "bm99"],
+])
+def test_bad_usage_exits_2(argv: list[str]) -> None:
+    assert main(argv) == 2
 
 
 def test_module_entry_point_runs() -> None:

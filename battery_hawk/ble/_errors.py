@@ -22,13 +22,13 @@ IN_PROGRESS = "org.bluez.Error.InProgress"
 _NOT_CONNECTED = {"org.bluez.Error.NotConnected"}
 _NOT_FOUND = {"org.freedesktop.DBus.Error.UnknownObject", "org.bluez.Error.DoesNotExist"}
 
-# What may escape a bleak call: its own errors, a dead D-Bus socket, a timeout, and the
-# KeyError / AttributeError bleak raises when BlueZ objects vanish under it.
+# What may escape a bleak call: its own errors, any OSError (no D-Bus socket, no
+# permission to it, a dead connection), a timeout, and the KeyError / AttributeError
+# bleak raises when BlueZ objects vanish under it.
 BLEAK_FAILURES: tuple[type[BaseException], ...] = (
     BleakError,
     EOFError,
-    BrokenPipeError,
-    ConnectionError,
+    OSError,
     TimeoutError,
     asyncio.TimeoutError,
     KeyError,

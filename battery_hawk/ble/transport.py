@@ -50,8 +50,6 @@ __all__ = ["BleakLink", "BleakTransport", "to_advertisement"]
 
 _LOGGER = logging.getLogger(__name__)
 
-_BLEAK_FAILURES_OS: tuple[type[BaseException], ...] = (*BLEAK_FAILURES, OSError)
-
 ADVERT_QUEUE_SIZE = 256
 DISCONNECT_TIMEOUT = 5.0
 DBUS_TIMEOUT = 5.0
@@ -214,7 +212,7 @@ class BleakLink:
         try:
             async with asyncio.timeout(DISCONNECT_TIMEOUT):
                 await client.disconnect()
-        except (*_BLEAK_FAILURES_OS,) as exc:
+        except BLEAK_FAILURES as exc:
             _LOGGER.debug("%s: disconnect failed: %r", self.address, exc)
         self._dropped.set()
 

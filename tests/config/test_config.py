@@ -66,6 +66,9 @@ def test_empty_file_gives_defaults() -> None:
          " {address: 'aa:bb:cc:dd:ee:01', type: bm2}]", "devices[1]", "also devices[0]"),
         ("gateway_id: 'a/b'", "gateway_id", "letters, digits"),
         ("mqtt: {topic_prefix: 'a/#'}", "mqtt.topic_prefix", "topic prefix"),
+        ("mqtt: {jitter_factor: .nan}", "mqtt.jitter_factor", "finite"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, poll_interval: .inf}]",
+         "devices[0].poll_interval", "finite"),
     ],
 )
 def test_bad_value_names_file_key_and_fault(tmp_path: Path, text: str, key: str,

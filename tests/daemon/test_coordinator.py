@@ -119,3 +119,43 @@ async def test_seq_continues_after_restart(tmp_path: Path) -> None:
     again, _, sink2, _ = make(tmp_path, "bm6")
     await again.poll_once()
     assert sink2.readings[0].seq == 3
+
+
+class BrokenTransport(SimTransport):
+    """A transport with a bug we did not foresee: connecting raises a plain RuntimeError."""
+
+    def connect(self, address: str, *, timeout: float | None = None):  # type: ignore[override]
+        raise RuntimeError("unforeseen")
+
+
+async def test_an_unexpected_error_is_logged_once_and_the_loop_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    transport = BrokenTransport.with_fleet(1, clock=clock)
+    device = next(iter(transport.devices.values()))
+    config = DeviceConfig(address=device.address, type="bm6", poll_interval=10.0)
+    sink = RecordingSink()
+    coordinator = DeviceCoordinator(config, get_driver("bm6")(), transport, sink,
+                                    SeqStore(tmp_path), clock=clock)
+    for _ in range(3):
+        clock.now += 10
+        assert await coordinator.poll_once() is None
+    assert coordinator.status.transport_errors == 3
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "unforeseen" in caplog.text
+
+
+class FailingSink(RecordingSink):
+    async def on_reading(self, reading: DeviceReading) -> None:
+        raise ValueError("downstream bug")
+
+
+async def test_a_failing_sink_does_not_stop_the_coordinator(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coordinator, *_ = make(tmp_path, "bm6")
+    coordinator._sink = FailingSink()
+    assert await coordinator.poll_once() is not None
+    assert await coordinator.poll_once() is not None
+    assert "handing on a reading failed" in caplog.text

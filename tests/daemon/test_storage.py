@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from battery_hawk.storage import Announced, Announcements, SeqStore
 
 
@@ -54,3 +56,22 @@ def test_announcements_merge_fields_and_remember_active_alerts(tmp_path: Path) -
                                          ("low_voltage",))
     again.forget("car")
     assert "car" not in Announcements(tmp_path)
+
+
+def test_a_changed_fingerprint_announces_again(tmp_path: Path) -> None:
+    known = Announcements(tmp_path)
+    assert known.update("car", ["voltage"], [], "Car|BM6|180") is True
+    assert known.update("car", ["voltage"], [], "Car|BM6|180") is False
+    assert known.update("car", ["voltage"], [], "Car|BM6|900") is True  # new poll interval
+
+
+def test_an_unwritable_disk_is_logged_once(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    clock = FakeClock()
+    store = SeqStore(blocker / "sub", flush_interval=1.0, clock=clock)  # parent is a file
+    for _ in range(5):
+        clock.now += 1
+        store.next("car")
+    assert caplog.text.count("cannot write") == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 from battery_hawk.models import Reading
 from tests.e2e.test_daemon_run import write_config
 from tests.fakebluez.controller import FakeBlueZ
-from tests.support.brokers import Mosquitto, Subscriber, free_port
+from tests.support.brokers import Mosquitto, Subscriber, free_port, wait_until
 
 FIRST = "C8:47:80:00:01:06"
 SECOND = "C8:47:80:00:02:06"
@@ -36,7 +36,10 @@ async def test_sighup_adds_and_removes_devices(
     await sub.start()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "battery_hawk", "run", "-c", str(config),
-        env=fake_bluez.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env=fake_bluez.env(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    log: list[str] = []
+    reader = asyncio.create_task(read_lines(proc.stderr, log), name="test-log-reader")
     try:
         await sub.wait_for(lambda _: has_state(sub, FIRST), timeout=30)
         assert not has_state(sub, SECOND)
@@ -47,6 +50,8 @@ async def test_sighup_adds_and_removes_devices(
 
         config.write_text("devices: [{address: nonsense}]\n")  # a broken edit is refused
         proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: any("keeping the running configuration" in line
+                                     for line in log), timeout=30)
         write_config(tmp_path, mosquitto.port, free_port(), [device(SECOND)])
         proc.send_signal(signal.SIGHUP)
         first = FIRST.replace(":", "").lower()
@@ -56,14 +61,21 @@ async def test_sighup_adds_and_removes_devices(
                    for t, p in sub.messages)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            _, err = await proc.communicate()
+            await proc.wait()
+            await reader
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        reader.cancel()
         await sub.stop()
     assert proc.returncode == 0
-    log = err.decode()
-    assert "keeping the running configuration" in log and "devices[0]" in log
-    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in log if line.startswith("{")]
+    refused = [r["message"] for r in records if "keeping the running" in r["message"]]
+    assert len(refused) == 1 and "devices[0]" in refused[0]
     assert any("configuration reloaded" in r["message"] for r in records)
+
+
+async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode())
