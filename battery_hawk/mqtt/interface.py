@@ -19,7 +19,7 @@ from .processor import Counters, DeadLetterHook, QueueProcessor
 from .queue import MessageQueue, QueuedMessage
 from .session import MessageCallback, Session, Subscriptions
 from .settings import BrokerSettings, ConnectionState, MQTTStats, build_ssl_context
-from .supervisor import Supervisor
+from .supervisor import Supervisor, raise_if_cancelled, stop_tasks
 
 __all__ = ["DeadLetterHook", "MQTTInterface", "MessageCallback"]
 
@@ -121,7 +121,11 @@ class MQTTInterface(Supervisor):
             try:
                 await session.link.publish(self.status_topic, b"offline", 1, True)
             except LinkError as exc:
-                _LOG.debug("could not publish offline status: %s", exc)
+                # A clean DISCONNECT now would make the broker discard the Last Will
+                # and leave the retained status "online": drop the link instead.
+                _LOG.warning("could not publish offline status (%s); "
+                             "leaving it to the Last Will", exc)
+                await session.link.abort()
         await self._stop_tasks("connection")
         self._set_state(ConnectionState.DISCONNECTED)
         left = len(self._queue)
@@ -255,6 +259,7 @@ class MQTTInterface(Supervisor):
             try:
                 await link.open()
             except LinkError as exc:
+                raise_if_cancelled()
                 failure: str | None = str(exc)
             else:
                 session = Session(link, self._session_lost)
@@ -278,22 +283,26 @@ class MQTTInterface(Supervisor):
         """Run an established connection until it is lost."""
         receiver = self._spawn(self._receive(session), "receiver", owned=False)
         try:
-            if self.status_topic:
-                await session.link.publish(self.status_topic, b"online", 1, True)
-            for topic_filter, qos in self._subscriptions.filters():
-                await session.link.subscribe(topic_filter, qos)
-        except LinkError as exc:
-            session.lose(str(exc))
-        if not session.lost.is_set():
-            self._on_connected()
-            session.ready = True
-            self._session = session
-            self._session_ready.set()
-        try:
+            # Each await below may have swallowed a cancel (see raise_if_cancelled);
+            # carrying on would leave this task waiting on session.lost for ever.
+            raise_if_cancelled()
+            try:
+                if self.status_topic:
+                    await session.link.publish(self.status_topic, b"online", 1, True)
+                    raise_if_cancelled()
+                for topic_filter, qos in self._subscriptions.filters():
+                    await session.link.subscribe(topic_filter, qos)
+                    raise_if_cancelled()
+            except LinkError as exc:
+                session.lose(str(exc))
+            if not session.lost.is_set():
+                self._on_connected()
+                session.ready = True
+                self._session = session
+                self._session_ready.set()
             await session.lost.wait()
         finally:
-            receiver.cancel()
-            await asyncio.wait({receiver})
+            await stop_tasks({receiver})
 
     def _session_lost(self, session: Session) -> None:
         if self._session is session:
@@ -383,3 +392,4 @@ class MQTTInterface(Supervisor):
                 await session.link.unsubscribe(probe)
             except LinkError as exc:
                 session.lose(f"health check failed: {exc}")
+            raise_if_cancelled()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -107,8 +108,13 @@ class Link:
             will=will,
             clean_session=True,
             keepalive=broker.keepalive,
-            # aiomqtt uses this for the CONNACK wait; lowered once connected.
-            timeout=config.connection_timeout,
+            # aiomqtt 2 awaits every acknowledgement (and CONNACK, and the DISCONNECT)
+            # with asyncio.wait_for(timeout=self.timeout). On Python 3.11 wait_for
+            # swallows a cancellation that arrives in the loop iteration the
+            # acknowledgement does, so a stopping task carries on as if never
+            # cancelled. With math.inf aiomqtt passes timeout=None, and wait_for then
+            # plainly awaits; every wait is bounded here with asyncio.timeout instead.
+            timeout=math.inf,
             tls_context=ssl_context,
             tls_insecure=True if broker.tls.enabled and broker.tls.insecure else None,
             logger=_PAHO_LOGGER,
@@ -132,28 +138,36 @@ class Link:
             await self._abandon()
             raise
         self._opened = True
-        self._client.timeout = self._config.operation_timeout
 
     async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Publish and wait for the acknowledgement (QoS 1/2) within operation_timeout."""
         try:
-            await self._client.publish(topic, payload, qos=qos, retain=retain)
+            async with asyncio.timeout(self._config.operation_timeout):
+                await self._client.publish(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as exc:
             raise LinkError(f"publish failed: {_describe(exc)}") from None
+        except TimeoutError:
+            raise LinkError("publish failed: operation timed out") from None
 
     async def subscribe(self, topic_filter: str, qos: int) -> None:
         """Subscribe and wait for SUBACK within operation_timeout."""
         try:
-            await self._client.subscribe(topic_filter, qos=qos)
+            async with asyncio.timeout(self._config.operation_timeout):
+                await self._client.subscribe(topic_filter, qos=qos)
         except aiomqtt.MqttError as exc:
             raise LinkError(f"subscribe failed: {_describe(exc)}") from None
+        except TimeoutError:
+            raise LinkError("subscribe failed: operation timed out") from None
 
     async def unsubscribe(self, topic_filter: str) -> None:
         """Unsubscribe and wait for UNSUBACK within operation_timeout (also a cheap ping)."""
         try:
-            await self._client.unsubscribe(topic_filter)
+            async with asyncio.timeout(self._config.operation_timeout):
+                await self._client.unsubscribe(topic_filter)
         except aiomqtt.MqttError as exc:
             raise LinkError(f"unsubscribe failed: {_describe(exc)}") from None
+        except TimeoutError:
+            raise LinkError("unsubscribe failed: operation timed out") from None
 
     async def receive(self, handler: Callable[[str, bytes], Awaitable[None]]) -> None:
         """Hand every incoming message to ``handler``; raises LinkError when the link is lost."""
@@ -177,13 +191,24 @@ class Link:
 
     async def close(self) -> None:
         """Disconnect cleanly if the link is up (no Last Will), else just release it."""
-        if self._opened:
-            self._opened = False
-            try:
+        try:
+            if self._opened:
+                self._opened = False
                 async with asyncio.timeout(self._config.operation_timeout):
                     await self._client.__aexit__(None, None, None)
-            except (aiomqtt.MqttError, TimeoutError, OSError):
-                pass
+        except (aiomqtt.MqttError, TimeoutError, OSError):
+            pass
+        finally:  # also when cancelled: the socket must not outlive the link
+            await self._abandon()
+
+    async def abort(self) -> None:
+        """Drop the connection without a DISCONNECT, so the broker publishes the Last Will.
+
+        For when the last word we meant to say (``offline``) did not get through: a
+        clean DISCONNECT would make the broker discard the Will and leave the retained
+        status ``online``.
+        """
+        self._opened = False
         await self._abandon()
 
     async def _abandon(self) -> None:

@@ -12,6 +12,7 @@ from .backoff import ReconnectionConfig
 from .link import LinkError
 from .queue import MessageQueue, QueuedMessage
 from .session import Session
+from .supervisor import raise_if_cancelled, stop_tasks
 
 __all__ = ["Counters", "DeadLetterHook", "QueueProcessor"]
 
@@ -81,10 +82,7 @@ class QueueProcessor:
         try:
             await session.lost.wait()
         finally:
-            for task in workers:
-                task.cancel()
-            if workers:
-                await asyncio.wait(workers)
+            await stop_tasks(workers)
 
     async def _publisher(self, session: Session, widen: Callable[[], None]) -> None:
         queue = self._queue
@@ -103,6 +101,7 @@ class QueueProcessor:
                 return
             queue.ack(message)
             counters.published += 1
+            raise_if_cancelled()  # acknowledged, but asked to stop
             widen()
 
     def _recall(self, *, count_failure: bool) -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from .settings import ConnectionState
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "raise_if_cancelled", "stop_tasks"]
 
 _LOG = logging.getLogger("battery_hawk.mqtt")
 _TASK_PREFIX = "battery-hawk-mqtt-"
+# stop_tasks cancels again after every round this long: a task whose cancellation was
+# swallowed (see raise_if_cancelled) still ends, at the latest at its next await.
+_STOP_ROUND = 1.0
 
 
 class Supervisor:
@@ -43,11 +46,7 @@ class Supervisor:
 
     async def _stop_tasks(self, *names: str) -> None:
         """Cancel the named owned tasks and wait until they have ended."""
-        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await stop_tasks(self._tasks.pop(name) for name in names if name in self._tasks)
 
     def _set_state(self, state: ConnectionState, reason: str | None = None) -> None:
         if state is self._state:
@@ -66,6 +65,43 @@ class Supervisor:
                        self._consecutive_failures, reason)
         else:
             _LOG.info("MQTT %s: %s", where, state.value)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    Waits in rounds and cancels what is still running after each: one cancel() can
+    be lost (on Python 3.11 asyncio.wait_for swallows one that arrives together with
+    the result it waits for), and waiting for such a task without a bound is what
+    hung shutdown.
+    """
+    pending = set(tasks)
+    rounds = 0
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_STOP_ROUND)
+        rounds += 1
+        if pending:
+            names = ", ".join(sorted(task.get_name() for task in pending))
+            if rounds == 5:
+                _LOG.warning("%s still running %.0f s after cancel", names,
+                             rounds * _STOP_ROUND)
+            else:
+                _LOG.debug("%s still running after cancel; cancelling again", names)
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was cancelled but carries on anyway.
+
+    Call after an await whose callee may have swallowed the cancellation (asyncio's
+    wait_for on 3.11 does, when the awaited result arrives in the same loop
+    iteration). ``cancelling()`` still counts the request, so it can be honoured here.
+    Not for ``finally`` blocks or other clean-up that runs while a cancel is handled.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
