@@ -39,7 +39,9 @@ class MessageQueue:
         self.maxsize = maxsize
         self._pending: deque[QueuedMessage] = deque()
         self._in_flight: dict[int, QueuedMessage] = {}
-        self._has_pending = asyncio.Event()
+        # one waiter woken per message, not all of them: with a window of 100 publishers
+        # an Event would wake 100 tasks to hand out one message
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._is_empty = asyncio.Event()
         self._is_empty.set()
 
@@ -62,7 +64,7 @@ class MessageQueue:
         if len(self) >= self.maxsize and self._pending:
             dropped = self._pending.popleft()
         self._pending.append(message)
-        self._has_pending.set()
+        self._wake(1)
         self._is_empty.clear()
         return dropped
 
@@ -71,8 +73,6 @@ class MessageQueue:
         if not self._pending:
             return None
         message = self._pending.popleft()
-        if not self._pending:
-            self._has_pending.clear()
         self._in_flight[message.seq] = message
         return message
 
@@ -94,10 +94,10 @@ class MessageQueue:
         Every in-flight message is older than every pending one (both leave the head
         in order), so the head is where they belong.
         """
-        for message in sorted(messages, key=lambda m: m.seq, reverse=True):
-            self._pending.appendleft(message)
-        if self._pending:
-            self._has_pending.set()
+        returning = sorted(messages, key=lambda m: m.seq, reverse=True)
+        self._pending.extendleft(returning)
+        if returning:
+            self._wake(len(returning))
             self._is_empty.clear()
 
     def snapshot(self) -> list[QueuedMessage]:
@@ -110,13 +110,30 @@ class MessageQueue:
         held = self.snapshot()
         self._pending.clear()
         self._in_flight.clear()
-        self._has_pending.clear()
         self._update_empty()
         return held
 
     async def wait_pending(self) -> None:
-        """Return once at least one message is pending (woken by put, not polled)."""
-        await self._has_pending.wait()
+        """Return once a message is pending (woken by put, one waiter per message)."""
+        if self._pending:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake(1)  # we were woken for a message: hand the wake-up on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _wake(self, count: int) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
 
     async def wait_empty(self) -> None:
         """Return once nothing is held (pending or in flight)."""

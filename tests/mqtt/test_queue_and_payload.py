@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -65,3 +66,29 @@ def test_payload_types_encode_as_documented(payload: object, expected: bytes) ->
 def test_unserialisable_payloads_raise_payload_error(payload: object) -> None:
     with pytest.raises(PayloadError):
         encode_payload(payload)
+
+
+async def test_one_message_wakes_one_waiting_publisher_not_all() -> None:
+    queue = MessageQueue(10)
+    waiters = [asyncio.create_task(queue.wait_pending()) for _ in range(5)]
+    await asyncio.sleep(0)  # every waiter is parked
+    queue.put(_msg(1))
+    await asyncio.sleep(0)
+    assert sum(w.done() for w in waiters) == 1
+    queue.requeue([_msg(0)])  # a recalled message wakes one more
+    await asyncio.sleep(0)
+    assert sum(w.done() for w in waiters) == 2
+    for w in waiters:
+        w.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
+    queue = MessageQueue(10)
+    first = asyncio.create_task(queue.wait_pending())
+    second = asyncio.create_task(queue.wait_pending())
+    await asyncio.sleep(0)
+    queue.put(_msg(1))  # wakes `first` ...
+    first.cancel()  # ... which is cancelled before it runs
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1)  # the message is not stranded
