@@ -144,7 +144,7 @@ class App:
             except TimeoutError:
                 _log.warning("MQTT did not close in time; the broker will publish our Will")
         if self.http is not None:
-            await self.http.__aexit__(None, None, None)
+            await self.http.stop()
             self.http = None
         _log.info("battery-hawk stopped")
 
@@ -398,7 +398,7 @@ class App:
             return
         server = HttpServer(http.listen, http.port, self.metrics, self)
         try:
-            await server.__aenter__()
+            await server.start()
         except OSError as exc:
             raise BatteryHawkError(
                 f"cannot serve HTTP on {http.listen}:{http.port} ({exc.strerror or exc}); "
