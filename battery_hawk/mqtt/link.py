@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ _PAHO_LOGGER = logging.getLogger("battery_hawk.mqtt.paho")
 
 
 class _Client(aiomqtt.Client):
-    """aiomqtt.Client with two gaps closed.
+    """aiomqtt.Client with three gaps closed.
 
     aiomqtt 2 ignores a disconnect that comes before the CONNACK (a TLS handshake the
     broker rejects, a broker dying while we connect), so the attempt only ends when
@@ -45,7 +46,83 @@ class _Client(aiomqtt.Client):
     runs and asyncio logs "Exception in callback ... Bad file descriptor" (or, if the
     descriptor number was reused, watches someone else's socket). This version checks
     that the socket is still the client's open socket when the callback runs.
+
+    Finally, aiomqtt 2 runs paho's blocking ``connect()`` in an executor thread, and
+    cancelling ``__aenter__`` does not stop that thread: it can finish connecting after
+    the attempt was given up, leaving a stray connection under our client id that the
+    broker drops (with an unretrieved "Unexpected disconnection") when our next
+    connection arrives. :meth:`abandon` waits for that thread and closes what it opened.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # _abandoned and _connect_started are shared with the executor thread and
+        # guarded by _attempt_lock; _connect_finished is only touched in the loop.
+        self._attempt_lock = threading.Lock()
+        self._abandoned = False
+        self._connect_started = False
+        self._connect_finished: asyncio.Future[None] = self._loop.create_future()
+
+    def _client_connect(self) -> None:
+        # Executor thread. Either abandon() sees the thread started (and waits for it),
+        # or the thread sees the client abandoned and never connects.
+        with self._attempt_lock:
+            if self._abandoned:
+                raise OSError("connection attempt abandoned")
+            self._connect_started = True
+        try:
+            super()._client_connect()
+        finally:
+            try:
+                # Queued after paho's socket-open callbacks (same thread, FIFO), so
+                # the reader and the misc task exist when _on_connect_finished runs.
+                self._loop.call_soon_threadsafe(self._on_connect_finished)
+            except RuntimeError:  # the loop is closed: nobody can use the socket
+                self._close_socket()
+
+    def _on_connect_finished(self) -> None:
+        if not self._connect_finished.done():
+            self._connect_finished.set_result(None)
+        if self._abandoned:  # given up while connecting: close what the thread opened
+            self._release()
+
+    async def abandon(self, timeout: float) -> None:
+        """Close the socket, end aiomqtt's helper task, read the errors; wait (bounded)
+        for a connect still running in its thread, which must not outlive the client.
+
+        aiomqtt 2 has no public way to do this after a failed or dead connection, so
+        this reaches into its (stable across 2.x) internals, defensively.
+        """
+        with self._attempt_lock:
+            self._abandoned = True
+            started = self._connect_started
+        if started and not self._connect_finished.done():
+            # Not awaited directly: a second cancel must not cancel the future; if we
+            # give up waiting, _on_connect_finished still closes the late socket.
+            await asyncio.wait({self._connect_finished}, timeout=timeout)
+        self._release()
+        misc = getattr(self, "_misc_task", None)
+        if isinstance(misc, asyncio.Task) and not misc.done():
+            await asyncio.wait({misc}, timeout=1.0)
+
+    def _close_socket(self) -> None:
+        paho = getattr(self, "_client", None)
+        sock_close = getattr(paho, "_sock_close", None)
+        if callable(sock_close):
+            with contextlib.suppress(Exception):  # paho closes the socket regardless
+                sock_close()
+
+    def _release(self) -> None:
+        self._close_socket()
+        # Mark the exception of a link that died as retrieved, or asyncio logs
+        # "Future exception was never retrieved" when the client is collected.
+        for name in ("_disconnected", "_connected"):
+            future = getattr(self, name, None)
+            if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+                future.exception()
+        misc = getattr(self, "_misc_task", None)
+        if isinstance(misc, asyncio.Task) and not misc.done():
+            misc.cancel()
 
     def _on_socket_register_write(
         self, client: mqtt.Client, userdata: Any, sock: Any
@@ -69,7 +146,7 @@ class _Client(aiomqtt.Client):
         properties: Any = None,
     ) -> None:
         def fail_connect() -> None:
-            if not self._connected.done():
+            if not self._connected.done() and not self._abandoned:
                 self._connected.set_exception(
                     aiomqtt.MqttError(f"connection closed before CONNACK ({reason_code})"))
 
@@ -212,27 +289,8 @@ class Link:
         await self._abandon()
 
     async def _abandon(self) -> None:
-        """Leave nothing behind: socket closed, aiomqtt's helper task ended, errors read.
-
-        aiomqtt 2 has no public way to do this after a failed or dead connection, so
-        this reaches into its (stable across 2.x) internals, defensively.
-        """
-        client = self._client
-        paho = getattr(client, "_client", None)
-        sock_close = getattr(paho, "_sock_close", None)
-        if callable(sock_close):
-            with contextlib.suppress(Exception):
-                sock_close()
-        # Mark the exception of a link that died as retrieved, or asyncio logs
-        # "Future exception was never retrieved" when the client is collected.
-        for name in ("_disconnected", "_connected"):
-            future = getattr(client, name, None)
-            if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-                future.exception()
-        misc = getattr(client, "_misc_task", None)
-        if isinstance(misc, asyncio.Task) and not misc.done():
-            misc.cancel()
-            await asyncio.wait({misc}, timeout=1.0)
+        """Leave nothing behind: no socket, no connecting thread, no unread error."""
+        await self._client.abandon(self._config.connection_timeout)
 
 
 def _describe(exc: BaseException) -> str:
