@@ -182,7 +182,7 @@ def render(app: App, broker_up: bool, now: float, limit: int = 30) -> str:
             f" reconnections {s.total_reconnections:<4} dropped {s.messages_dropped}"
         )
     lines.append("")
-    lines.append(f"{'DEVICE':<20} {'MODEL':<11} {'VOLT':>7} {'SOC':>5} {'TEMP':>7} "
+    lines.append(f"{'DEVICE':<20} {'MODEL':<15} {'VOLT':>7} {'SOC':>5} {'TEMP':>7} "
                  f"{'CURRENT':>8} {'STATE':<12} {'SEQ':>6} {'AGE':>5}  AVAILABLE")
     coordinators: list[DeviceCoordinator] = list(app.coordinators.values())
     for c in coordinators[:limit]:
@@ -193,7 +193,7 @@ def render(app: App, broker_up: bool, now: float, limit: int = 30) -> str:
         state = str(r.state) if r and r.state else "-"
         avail = {True: "online", False: "OFFLINE", None: "waiting"}[st.online]
         lines.append(
-            f"{c.info.name[:20]:<20} {c.info.model[:11]:<11} "
+            f"{c.info.name[:20]:<20} {c.info.model[:15]:<15} "
             f"{_fmt(r.voltage if r else None, 'V'):>7} {_fmt(r.soc if r else None, '%', 0):>5} "
             f"{_fmt(r.temperature if r else None, 'C', 1):>7} "
             f"{_fmt(r.current if r else None, 'A'):>8} {state[:12]:<12} "
