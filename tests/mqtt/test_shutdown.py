@@ -11,7 +11,7 @@ import pytest
 
 from battery_hawk.mqtt import MQTTInterface, ReconnectionConfig
 from battery_hawk.mqtt.supervisor import raise_if_cancelled, stop_tasks
-from tests.support.brokers import HOST, Mosquitto, Subscriber, free_port
+from tests.support.brokers import Mosquitto, Subscriber, TcpGate
 
 from .conftest import FAST, settings_for
 
@@ -88,56 +88,6 @@ async def test_disconnect_right_after_start_never_hangs(
     assert twice == []
 
 
-class _Relay:
-    """A loopback TCP relay that can lose the next thing the client sends.
-
-    After ``drop_next()`` the next chunk read from the client is thrown away (one whole
-    MQTT packet when the client sends one small packet at a time); everything else
-    flows. A client closing its end closes the broker's end at once.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.to_drop = 0
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    def drop_next(self) -> None:
-        self.to_drop = 1
-
-    async def __aenter__(self) -> _Relay:
-        self._server = await asyncio.start_server(self._serve, HOST, self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        await stop_tasks(self._pipes)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
-        for src, dst, droppable in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.create_task(self._pipe(src, dst, droppable), name="test-relay-pipe")
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                    droppable: bool) -> None:
-        try:
-            while data := await src.read(65536):
-                if droppable and self.to_drop:
-                    self.to_drop -= 1
-                    continue
-                dst.write(data)
-                await dst.drain()
-        except OSError:
-            pass
-        finally:
-            dst.transport.abort()
-
-
 async def test_status_goes_offline_by_the_last_will_when_offline_publish_fails(
     mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -149,7 +99,7 @@ async def test_status_goes_offline_by_the_last_will_when_offline_publish_fails(
                                 connection_timeout=2.0, operation_timeout=0.3,
                                 health_check_interval=60)
     topic = "bh/gw/will/status"
-    async with _Relay(mosquitto.port) as relay, Subscriber(mosquitto.port, topic) as sub:
+    async with TcpGate(mosquitto.port) as relay, Subscriber(mosquitto.port, topic) as sub:
         iface = MQTTInterface(settings_for(relay.port, "bh-will-gw"), config,
                               status_topic=topic)
         async with iface:

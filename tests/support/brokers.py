@@ -28,8 +28,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -265,10 +266,20 @@ class Subscriber:
 
 
 class TcpGate:
-    """A loopback TCP relay to a broker that refuses clients while its door is shut.
+    """A loopback TCP relay to a broker whose door, and traffic, the test controls.
 
-    Point the client under test at ``gate.port``; ``shut()`` refuses new connections
-    (existing relays keep running until either side closes), ``open()`` lets them in.
+    Point the client under test at ``gate.port``.
+
+    * ``shut()`` refuses new connections (existing relays keep running until either side
+      closes); ``open()`` lets them in.
+    * ``freeze()`` stops relaying on existing connections without closing them: a
+      half-open link, as after a cable is pulled.
+    * ``hold()`` accepts new clients but keeps their bytes until ``release()``: with TLS
+      this keeps paho's blocking connect inside its handshake.
+    * ``drop_next()`` throws away the next chunk the client sends (one whole MQTT
+      packet when the client sends one small packet at a time).
+
+    ``accepted`` counts clients let in; ``open_clients`` those whose socket is still open.
     """
 
     def __init__(self, target_port: int, target_host: str = HOST) -> None:
@@ -276,8 +287,12 @@ class TcpGate:
         self.port = free_port()
         self.is_open = True
         self.accepted = 0
+        self.open_clients = 0
+        self.to_drop = 0
+        self._released = asyncio.Event()
+        self._released.set()
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._flowing: list[asyncio.Event] = []
 
     async def start(self) -> None:
@@ -290,38 +305,72 @@ class TcpGate:
         self.is_open = True
 
     def freeze(self) -> None:
-        """Stop relaying on every existing connection without closing it: a half-open
-        link, as after a cable is pulled (new connections still relay)."""
         for flowing in self._flowing:
             flowing.clear()
+
+    def hold(self) -> None:
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def drop_next(self) -> None:
+        self.to_drop = 1
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._pipes):
+        for task in list(self._tasks):
             task.cancel()
-        if self._pipes:
-            await asyncio.wait(self._pipes)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.is_open:
             writer.transport.abort()
             return
+        self.accepted += 1
+        self.open_clients += 1
         try:
+            await self._released.wait()
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self.open_clients -= 1
             writer.transport.abort()
             return
-        self.accepted += 1
         flowing = asyncio.Event()
         flowing.set()
         self._flowing.append(flowing)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst, flowing), name="test-tcpgate-pipe")
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
+        self._spawn(self._pipe(up_reader, writer, flowing, from_client=False))
+        down = self._spawn(self._pipe(reader, up_writer, flowing, from_client=True))
+        down.add_done_callback(lambda _: self._client_gone(writer))
+
+    def _client_gone(self, writer: asyncio.StreamWriter) -> None:
+        self.open_clients -= 1
+        writer.transport.abort()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name="test-tcpgate-pipe")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    flowing: asyncio.Event, *, from_client: bool) -> None:
+        try:
+            while data := await src.read(65536):
+                await flowing.wait()
+                if from_client and self.to_drop:
+                    self.to_drop -= 1
+                    continue
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            dst.transport.abort()
 
     async def __aenter__(self) -> TcpGate:
         await self.start()
@@ -329,19 +378,6 @@ class TcpGate:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                flowing: asyncio.Event) -> None:
-    try:
-        while data := await src.read(65536):
-            await flowing.wait()
-            dst.write(data)
-            await dst.drain()
-    except (OSError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        dst.transport.abort()
 
 
 async def wait_until(condition: Callable[[], object], timeout: float = 10.0,
