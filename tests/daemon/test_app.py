@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from battery_hawk.app import App
@@ -78,6 +79,10 @@ async def test_home_assistant_birth_message_resends_discovery(
         await sub.wait_for(lambda m: len(m) >= 2 * before, timeout=10)
 
 
+def has_readings(app: App, count: int) -> bool:
+    return sum(c.status.readings for c in app.coordinators.values()) >= count
+
+
 def states_of(app: App) -> list[str]:
     return [d for d, c in app.coordinators.items() if c.status.last_reading is not None]
 
@@ -108,8 +113,7 @@ async def test_seq_survives_a_daemon_restart(
     for _ in range(2):
         app, _ = make_app(tmp_path, mosquitto.port, count=1)
         async with app:
-            await wait_until(lambda app=app: sum(  # type: ignore[misc]
-                c.status.readings for c in app.coordinators.values()) >= 2)
+            await wait_until(partial(has_readings, app, 2))
     await sub.wait_for(lambda m: len(m) >= 4, timeout=10)
     seqs = [json.loads(p)["seq"] for _, p in sub.messages]
     assert seqs == list(range(1, len(seqs) + 1))
@@ -126,8 +130,7 @@ async def test_an_alert_raised_before_a_restart_is_not_raised_again(
         app = App(dataclasses.replace(app.config, devices=(
             dataclasses.replace(device, alerts=always_low),)), transport=app.transport)
         async with app:
-            await wait_until(lambda app=app: sum(  # type: ignore[misc]
-                c.status.readings for c in app.coordinators.values()) >= 2)
+            await wait_until(partial(has_readings, app, 2))
             assert app.mqtt is not None and await app.mqtt.flush(10)
     events = [json.loads(p) for _, p in sub.messages]
     assert [(e["kind"], e["active"]) for e in events] == [("low_voltage", True)]
