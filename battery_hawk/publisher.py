@@ -1,8 +1,9 @@
 """Readings to MQTT topics and payloads, and Home Assistant discovery documents (pure, no I/O).
 
-Topics follow DESIGN.md section 5. Discovery is one document per entity (the long-standing
-``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` form), so one entity can be
-added or removed without touching the others and every HA version since 2023 reads it.
+Topics and payloads are documented in docs/mqtt.md. Discovery is one document per entity
+(the long-standing ``<discovery_prefix>/<component>/<node_id>/<object_id>/config`` form), so
+one entity can be added or removed without touching the others and every HA version since
+2023 reads it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _slug(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Every topic battery-hawk publishes to or listens on (DESIGN.md section 5)."""
+    """Every topic battery-hawk publishes to or listens on (docs/mqtt.md)."""
 
     topic_prefix: str
     gateway_id: str
@@ -126,7 +127,7 @@ def _dumps(doc: Mapping[str, object]) -> bytes:
 
 
 def state_payload(dr: DeviceReading) -> bytes:
-    """The retained state document of DESIGN.md section 5, compact JSON in UTF-8."""
+    """The retained state document (docs/mqtt.md), compact JSON in UTF-8."""
     doc: dict[str, object] = {
         "device_id": dr.device.device_id,
         "address": dr.device.address,

@@ -10,7 +10,7 @@
    acknowledged publish is measured; target median <= 1.5 s.
 
 Run: ``.venv/bin/python bench/mqtt_drain.py [--messages N] [--rounds R]``. The last line
-printed is one JSON object (DESIGN.md section 8).
+printed is one JSON object, like every benchmark's (README, Benchmarks).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def _dumps(doc: Mapping[str, object]) -> bytes:
 
 
 def alert_payload(device_id: str, change: AlertChange, timestamp: datetime) -> bytes:
-    """The non-retained alert event of DESIGN.md section 5."""
+    """The non-retained alert event (docs/mqtt.md)."""
     return _dumps(
         {
             "device_id": device_id,

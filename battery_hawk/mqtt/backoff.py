@@ -13,7 +13,7 @@ __all__ = ["ReconnectionConfig", "retry_delay"]
 class ReconnectionConfig:
     """How the interface reconnects and how much it holds while the broker is away.
 
-    The defaults are those of DESIGN.md section 4.
+    The defaults match config.MqttConfig (see config/battery-hawk.yaml).
     """
 
     max_retries: int = 10
