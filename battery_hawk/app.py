@@ -1,6 +1,7 @@
 """Builds the daemon from a Config, owns its tasks, and handles signals.
 
-Readings flow coordinator -> App (the sink) -> publisher builders -> MQTTInterface.
+Readings flow coordinator -> App (the sink) -> the reading pipeline (battery_hawk.pipeline;
+``_build_pipeline`` is the one place that orders its stages) -> MQTTInterface and metrics.
 """
 
 from __future__ import annotations
@@ -21,19 +22,26 @@ from battery_hawk.coordinator import DeviceCoordinator, offline_after
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.http import DeviceStatus as HttpDeviceStatus
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
-from battery_hawk.insight import AlertEvaluator, AlertThresholds, alert_payload, alert_state_payload
+from battery_hawk.insight import AlertThresholds
 from battery_hawk.models import DeviceInfo, DeviceReading
 from battery_hawk.mqtt import MQTTInterface
+from battery_hawk.pipeline import (
+    AlertEvents,
+    AlertStage,
+    AlertState,
+    DiscoveryStage,
+    MetricsStage,
+    Pipeline,
+    PublishStage,
+    StateOutput,
+)
 from battery_hawk.protocols import get_driver
 from battery_hawk.publisher import (
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
     Topics,
-    discovery_messages,
     gateway_discovery_messages,
     removal_messages,
-    reported_fields,
-    state_payload,
 )
 from battery_hawk.runtime import GatewayStats, build_mqtt
 from battery_hawk.storage import Announcements, SeqStore
@@ -75,8 +83,6 @@ class App:
         self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
         self.coordinators: dict[str, DeviceCoordinator] = {}
         self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
-        self._alerts: dict[str, AlertEvaluator] = {}
-        self._alert_state_sent: set[str] = set()  # retained alert state published once
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -86,6 +92,23 @@ class App:
         if self.mqtt is not None:
             mqtt = self.mqtt
             self.metrics.bind_mqtt(lambda: mqtt.stats.as_dict())
+        self._build_pipeline()
+
+    def _build_pipeline(self) -> None:
+        """The reading pipeline; the only place that knows the order of its stages."""
+        self.discovery = DiscoveryStage(self.topics, self._announced, self._publish_msg,
+                                        self._expire_after)
+        self.publishing = PublishStage(self._publish_msg, [
+            StateOutput(self.topics),
+            AlertEvents(self.topics),
+            AlertState(self.topics),
+        ])
+        self.pipeline = Pipeline([
+            AlertStage(self._thresholds_for, self._announced),
+            self.discovery,
+            self.publishing,
+            MetricsStage(self.metrics, self._stats),
+        ])
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -191,11 +214,6 @@ class App:
         if coordinator.passive:
             self._passive[device.address] = coordinator
         self.metrics.add_device(coordinator.info)
-        a = device.alerts
-        self._alerts[device.device_id] = AlertEvaluator(
-            AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature),
-            active=self._announced.get(device.device_id).active,  # raised before a restart
-        )
         if not coordinator.passive:
             first_delay = min(device.poll_interval, 10.0) * stagger
             task = asyncio.create_task(coordinator.run(self._stop, first_delay),
@@ -212,8 +230,7 @@ class App:
         coordinator = self.coordinators.pop(device_id, None)
         if coordinator is not None:
             self._passive.pop(coordinator.config.address, None)
-        self._alerts.pop(device_id, None)
-        self._alert_state_sent.discard(device_id)
+        self.pipeline.forget(device_id)
         self.metrics.remove_device(device_id)
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
@@ -253,36 +270,7 @@ class App:
     # ---- ReadingSink ---------------------------------------------------------------
 
     async def on_reading(self, reading: DeviceReading) -> None:
-        device = reading.device
-        did = device.device_id
-        fields = reported_fields(reading)
-        evaluator = self._alerts.get(did)
-        kinds = tuple(str(k) for k in evaluator.thresholds.kinds()) if evaluator else ()
-        before = self._announced.get(did).alerts
-        if self._announced.update(did, fields, kinds, self._discovery_fingerprint(device)):
-            await self._announce(device)
-            node = self.topics.device_identifier(did)
-            for kind in set(before) - set(kinds):  # an alert switched off loses its entity
-                await self._publish(self.topics.discovery("binary_sensor", node,
-                                                          f"alert_{kind}"), b"", retain=True)
-        await self._publish(self.topics.device_state(did), state_payload(reading), retain=True)
-        if evaluator is not None:
-            changes = evaluator.evaluate(reading.reading, reading.timestamp)
-            if changes:
-                self._announced.set_active(did, (str(kind) for kind, status
-                                                 in evaluator.status().items() if status.active))
-            for change in changes:
-                log = _log.warning if change.active else _log.info
-                log("%s: %s %s (value %s, threshold %s)", device.name, change.kind,
-                    "raised" if change.active else "cleared", change.value, change.threshold)
-                await self._publish(self.topics.device_alert(did),
-                                    alert_payload(did, change, reading.timestamp))
-            if changes or did not in self._alert_state_sent:
-                self._alert_state_sent.add(did)
-                await self._publish(self.topics.device_alerts(did), alert_state_payload(
-                    did, evaluator.status(), reading.timestamp), retain=True)
-        self._stats.readings += 1
-        self.metrics.observe_reading(reading)
+        await self.pipeline.process(reading)
 
     async def on_availability(self, device: DeviceInfo, online: bool) -> None:
         payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
@@ -300,16 +288,12 @@ class App:
         coordinator = self.coordinators.get(device_id)
         return int(offline_after(coordinator.config.poll_interval if coordinator else 60.0))
 
-    def _discovery_fingerprint(self, device: DeviceInfo) -> str:
-        """What else discovery documents carry: a change re-announces the device."""
-        return f"{device.name}|{device.model}|{self._expire_after(device.device_id)}"
-
-    async def _announce(self, device: DeviceInfo) -> None:
-        known = self._announced.get(device.device_id)
-        for topic, payload in discovery_messages(device, known.fields, self.topics,
-                                                 self._expire_after(device.device_id),
-                                                 known.alerts):
-            await self._publish(topic, payload, retain=True)
+    def _thresholds_for(self, device_id: str) -> AlertThresholds | None:
+        coordinator = self.coordinators.get(device_id)
+        if coordinator is None:
+            return None
+        a = coordinator.config.alerts
+        return AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature)
 
     async def _on_ha_status(self, _topic: str, payload: bytes) -> None:
         if payload.strip() != b"online":
@@ -319,11 +303,14 @@ class App:
             await self._publish(topic, doc, retain=True)
         for did, coordinator in self.coordinators.items():
             if did in self._announced:
-                await self._announce(coordinator.info)
+                await self.discovery.announce(coordinator.info)
 
     async def _publish(self, topic: str, payload: object, *, retain: bool = False) -> None:
         if self.mqtt is not None:
             await self.mqtt.publish(topic, payload, qos=self.config.mqtt.qos, retain=retain)
+
+    async def _publish_msg(self, topic: str, payload: object, retain: bool) -> None:
+        await self._publish(topic, payload, retain=retain)
 
     # ---- housekeeping loops -----------------------------------------------------------
 

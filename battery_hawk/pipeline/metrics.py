@@ -1,0 +1,22 @@
+"""Pipeline stage: count the reading and update the Prometheus series."""
+
+from __future__ import annotations
+
+from battery_hawk.http.metrics import Metrics
+from battery_hawk.pipeline.base import ProcessedReading
+from battery_hawk.runtime import GatewayStats
+
+__all__ = ["MetricsStage"]
+
+
+class MetricsStage:
+    """Last in the chain: what reaches it has been published (or queued for MQTT)."""
+
+    def __init__(self, metrics: Metrics, stats: GatewayStats) -> None:
+        self._metrics = metrics
+        self._stats = stats
+
+    async def handle(self, item: ProcessedReading) -> ProcessedReading:
+        self._stats.readings += 1
+        self._metrics.observe_reading(item.reading)
+        return item
