@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 __all__ = [
+    "AdapterNotReadyError",
+    "AuthenticationFailedError",
     "BatteryHawkError",
+    "BluetoothUnavailableError",
     "CircuitOpenError",
     "ConfigError",
     "ConnectTimeoutError",
@@ -12,6 +15,7 @@ __all__ = [
     "DeviceNotFoundError",
     "InProgressError",
     "NotAReading",
+    "NotPermittedError",
     "OutOfSlotsError",
     "PayloadError",
     "TransportError",
@@ -75,6 +79,22 @@ class ConnectTimeoutError(TransportError):
 
 class DeviceDisconnectedError(TransportError):
     """The link dropped while it was in use."""
+
+
+class AdapterNotReadyError(TransportError):
+    """The adapter exists but cannot work now: powered off, rfkill-blocked, or resetting."""
+
+
+class BluetoothUnavailableError(TransportError):
+    """No way to Bluetooth at all: no system D-Bus, no BlueZ on it, or no such adapter."""
+
+
+class NotPermittedError(TransportError):
+    """BlueZ or D-Bus refused the operation (policy, permissions, a blocked device)."""
+
+
+class AuthenticationFailedError(TransportError):
+    """Pairing or an encrypted characteristic failed: the device wants authentication."""
 
 
 class CircuitOpenError(TransportError):

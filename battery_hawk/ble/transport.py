@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import re
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -34,13 +35,20 @@ from dbus_fast import BusType, DBusError, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.auth import AuthExternal
 
-from battery_hawk.ble._errors import BLEAK_FAILURES, IN_PROGRESS, dbus_error_name, translate
+from battery_hawk.ble._errors import (
+    BLEAK_FAILURES,
+    RetryPolicy,
+    Trouble,
+    classify,
+    retry_delay,
+    row,
+    translate,
+)
 from battery_hawk.ble.link import NotifyCallback
 from battery_hawk.errors import (
     ConnectTimeoutError,
     DeviceDisconnectedError,
     DeviceNotFoundError,
-    InProgressError,
     OutOfSlotsError,
     TransportError,
 )
@@ -150,6 +158,11 @@ class BleakLink:
         self._client = client
 
     def _on_disconnect(self, _client: BleakClient) -> None:
+        if self._client is None:
+            # a drop while bleak still connects (le-connection-abort-by-local: BlueZ
+            # connects, aborts, and bleak retries) is not the drop of this link
+            _LOGGER.debug("%s: link dropped while connecting", self.address)
+            return
         _LOGGER.debug("%s: link dropped", self.address)
         self._dropped.set()
 
@@ -256,17 +269,28 @@ class BleakTransport:
         connect_timeout: float = 20.0,
         max_concurrent_connections: int = 1,
         *,
-        in_progress_retries: int = 2,
-        in_progress_backoff: float = 0.2,
+        in_progress_retries: int | None = None,
+        in_progress_backoff: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """in_progress_*: override the table's policy for InProgress (see ble/_errors.py)."""
         if max_concurrent_connections < 1:
             raise ValueError("max_concurrent_connections must be at least 1")
         self.adapter = adapter
         self.connect_timeout = connect_timeout
         self.max_concurrent_connections = max_concurrent_connections
-        self.in_progress_retries = in_progress_retries
-        self.in_progress_backoff = in_progress_backoff
+        base = row(Trouble.IN_PROGRESS).policy
+        self._in_progress = RetryPolicy(
+            retries=base.retries if in_progress_retries is None else in_progress_retries,
+            backoff=base.backoff if in_progress_backoff is None else in_progress_backoff,
+            heals=base.heals,
+        )
+        self._rng = rng or random.Random()
         self._adapter_name: str | None = None if _MAC.fullmatch(adapter) else adapter
+
+    def policy(self, trouble: Trouble) -> RetryPolicy:
+        """The retry policy this transport applies to a class of trouble."""
+        return self._in_progress if trouble is Trouble.IN_PROGRESS else row(trouble).policy
 
     async def adapter_name(self) -> str:
         """The BlueZ name (hciN) of the configured adapter, which may be given by its MAC."""
@@ -369,19 +393,20 @@ class BleakTransport:
                         timeout=timeout,
                     )
             except BLEAK_FAILURES as exc:
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, TimeoutError):  # our deadline, not a bleak failure
                     raise ConnectTimeoutError(
                         f"{address}: no connection within {timeout:.1f} s"
                     ) from exc
-                in_progress = dbus_error_name(exc) == IN_PROGRESS
-                if in_progress and attempt <= self.in_progress_retries:
-                    delay = self.in_progress_backoff * 2 ** (attempt - 1)
-                    _LOGGER.debug("%s: BlueZ busy (InProgress), retry in %.2f s", address, delay)
-                    if loop.time() + delay >= deadline:
-                        raise InProgressError(f"{address}: BlueZ busy until timeout") from exc
-                    await asyncio.sleep(delay)
-                    continue
-                raise translate(exc, address, f"connect (attempt {attempt})") from exc
+                trouble = classify(exc)
+                policy = self.policy(trouble)
+                if attempt <= policy.retries:
+                    delay = retry_delay(policy, attempt, self._rng)
+                    if loop.time() + delay < deadline:
+                        _LOGGER.debug("%s: %s (%s), retry in %.2f s", address, trouble.value,
+                                      exc, delay)
+                        await asyncio.sleep(delay)
+                        continue
+                raise translate(exc, address, f"connect (attempt {attempt})", trouble) from exc
             link._attach(client)
             return link
 

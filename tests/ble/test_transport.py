@@ -169,9 +169,21 @@ async def test_link_dropped_mid_read_is_a_typed_error_then_a_retry_works(
         assert await read_reading(link, BM6(), timeout=5) == CAR
 
 
-async def test_one_in_progress_error_is_absorbed_by_a_retry(fake_bluez: FakeBlueZ) -> None:
+@pytest.mark.parametrize(
+    ("error_name", "message"),
+    [
+        ("org.bluez.Error.InProgress", "In Progress"),
+        ("org.bluez.Error.Failed", "Operation already in progress"),
+        ("org.bluez.Error.Failed", "le-connection-abort-by-local"),
+        ("org.bluez.Error.Failed", "br-connection-canceled"),
+        ("org.bluez.Error.Failed", "Software caused connection abort"),
+    ],
+)
+async def test_every_form_of_in_progress_is_absorbed_by_a_retry(
+    fake_bluez: FakeBlueZ, error_name: str, message: str
+) -> None:
     fake_bluez.add_bm6(BM6_ADDR, CAR)
-    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.InProgress")
+    fake_bluez.fail_next_connect(BM6_ADDR, error_name, message=message)
     transport = BleakTransport("hci0", connect_timeout=5, in_progress_backoff=0.05)
 
     async with transport.connect(BM6_ADDR) as link:
@@ -180,6 +192,22 @@ async def test_one_in_progress_error_is_absorbed_by_a_retry(fake_bluez: FakeBlue
     state = fake_bluez.device_state(BM6_ADDR)
     assert state["pending_failures"] == 0
     assert state["connects"] == 1
+
+
+async def test_failed_already_in_progress_exhausts_like_in_progress(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.Failed", count=2,
+                                 message="Operation already in progress")
+    transport = BleakTransport(
+        "hci0", connect_timeout=5, in_progress_retries=1, in_progress_backoff=0.05
+    )
+
+    with pytest.raises(InProgressError, match="Operation already in progress"):
+        async with transport.connect(BM6_ADDR):
+            pass
+    assert fake_bluez.device_state(BM6_ADDR)["pending_failures"] == 0
 
 
 async def test_persistent_in_progress_raises_in_progress_then_recovers(
@@ -200,15 +228,17 @@ async def test_persistent_in_progress_raises_in_progress_then_recovers(
         assert await read_reading(link, BM6(), timeout=5) == CAR
 
 
-async def test_not_permitted_is_a_plain_transport_error(fake_bluez: FakeBlueZ) -> None:
-    fake_bluez.add_bm6(BM6_ADDR, CAR)
-    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.NotPermitted", message="no")
+async def test_not_permitted_is_not_retried(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.errors import NotPermittedError
 
-    with pytest.raises(TransportError) as caught:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.fail_next_connect(BM6_ADDR, "org.bluez.Error.NotPermitted", message="no",
+                                 count=2)
+
+    with pytest.raises(NotPermittedError, match="NotPermitted"):
         async with BleakTransport("hci0", connect_timeout=5).connect(BM6_ADDR):
             pass
-    assert not isinstance(caught.value, InProgressError)
-    assert "NotPermitted" in str(caught.value)
+    assert fake_bluez.device_state(BM6_ADDR)["pending_failures"] == 1
 
 
 async def test_unknown_address_is_device_not_found(fake_bluez: FakeBlueZ) -> None:

@@ -200,6 +200,11 @@ def dev_connect(obj):
     dev = DEVICES[str(obj.props[DEVICE_IFACE]["Address"])]
     if dev.connect_failures:
         name, message = dev.connect_failures.pop(0)
+        if message == "le-connection-abort-by-local":
+            # BlueZ connected and then the host aborted: Connected goes up and down
+            # before the error (bleak waits for that before it retries by itself)
+            emit_changed(obj, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
+            emit_changed(obj, DEVICE_IFACE, {"Connected": dbus.Boolean(False)})
         raise error(name, message)
     if dev.connected:
         raise error("org.bluez.Error.AlreadyConnected", "Already Connected")
