@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from battery_hawk.coordinator import DeviceCoordinator, offline_after
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.http import DeviceStatus as HttpDeviceStatus
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
+from battery_hawk.http.routes import Request, Response, json_response
 from battery_hawk.insight import AlertThresholds
 from battery_hawk.models import DeviceInfo, DeviceReading
 from battery_hawk.mqtt import MQTTInterface
@@ -383,7 +385,10 @@ class App:
         http = self.config.http
         if not http.enabled:
             return
-        server = HttpServer(http.listen, http.port, self.metrics, self)
+        server = HttpServer(http.listen, http.port, self.metrics, self,
+                            admin_token=http.admin_token)
+        server.add_route("POST", "/api/devices/{device_id}/reset-breaker", self._reset_breaker,
+                         admin=True)
         try:
             await server.start()
         except OSError as exc:
@@ -393,6 +398,14 @@ class App:
         self.http = server
 
     # ---- StatusProvider (HTTP) ------------------------------------------------------
+
+    def _reset_breaker(self, request: Request) -> Response:
+        device_id = request.params["device_id"]
+        coordinator = self.coordinators.get(device_id)
+        if coordinator is None:
+            return json_response({"error": f"no device {device_id}"}, HTTPStatus.NOT_FOUND)
+        coordinator.reset_breaker()
+        return json_response({"device_id": device_id, "breaker": coordinator.breaker_state})
 
     def health(self) -> HealthSnapshot:
         loops = {t.get_name().removeprefix("battery-hawk:"): not t.done()

@@ -126,6 +126,9 @@ class HttpConfig:
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = field(default=9105, metadata=_bounds(0, 65535))
+    # bearer token for admin calls (POST .../reset-breaker) from other hosts; loopback
+    # clients need none
+    admin_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,8 @@ class Config:
         data = dataclasses.asdict(self)
         if data["mqtt"]["password"] is not None:
             data["mqtt"]["password"] = "***"
+        if data["http"]["admin_token"] is not None:
+            data["http"]["admin_token"] = "***"
         for device in data["devices"]:
             if device["key"] is not None:
                 device["key"] = "***"

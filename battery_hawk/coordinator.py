@@ -109,6 +109,16 @@ class DeviceCoordinator:
     def passive(self) -> bool:
         return self.driver.mode is Mode.PASSIVE
 
+    @property
+    def breaker_state(self) -> str:
+        """The circuit breaker's state: closed, open or half_open."""
+        return str(self._breaker.state)
+
+    def reset_breaker(self) -> None:
+        """Close the circuit breaker: the next visit goes ahead (an operator's reset)."""
+        self._breaker.record_success()
+        _log.info("%s (%s): circuit breaker reset", self.info.name, self.info.address)
+
     async def run(self, stop: asyncio.Event, first_delay: float = 0.0) -> None:
         """Visit the device every poll_interval until ``stop`` is set (not for passive ones).
 

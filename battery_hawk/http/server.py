@@ -1,25 +1,38 @@
 """A small HTTP/1.1 server on asyncio streams: /metrics, /health, /api/devices and `/`.
 
-One request per connection (every response says ``Connection: close``), GET and HEAD only,
-request heads bounded in size, line count and time; a request body is never read. That is
-all a Prometheus scraper, a health probe and a browser need, and leaves nothing for a
-garbage request to grow.
+Requests are parsed by h11 (a maintained sans-I/O HTTP/1.1 parser); this module keeps the
+asyncio transport and the bounds. One request per connection (every response says
+``Connection: close``); a request head is bounded in bytes, header lines and time, a body
+in bytes. That is all a Prometheus scraper, a health probe, a browser and a small admin
+call need, and leaves nothing for a garbage request to grow. Routes live in a RouteTable;
+``add_route`` adds one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import inspect
 import logging
-from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import h11
 
 from battery_hawk.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from battery_hawk.http.metrics import Metrics
 from battery_hawk.http.page import render_page
+from battery_hawk.http.routes import (
+    HTML,
+    Handler,
+    Request,
+    Response,
+    RouteTable,
+    is_admin,
+    json_response,
+    text_response,
+)
 from battery_hawk.http.status import (
     Overall,
     StatusProvider,
@@ -33,30 +46,24 @@ _LOG = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8192
 MAX_HEADER_LINES = 64
-_JSON = "application/json; charset=utf-8"
-_TEXT = "text/plain; charset=utf-8"
-_HTML = "text/html; charset=utf-8"
-
-Response = tuple[HTTPStatus, str, bytes]
+MAX_BODY_BYTES = 65536
+_CHUNK = 4096
 
 
-class _BadRequest(Exception):
+class _Refuse(Exception):
+    """End the request with this status (the request was bad or too big)."""
+
     def __init__(self, status: HTTPStatus) -> None:
         super().__init__(status.phrase)
         self.status = status
 
 
-def _json(doc: object, status: HTTPStatus = HTTPStatus.OK) -> Response:
-    body = json.dumps(doc, ensure_ascii=False, allow_nan=False).encode() + b"\n"
-    return status, _JSON, body
-
-
-def _text(status: HTTPStatus, message: str | None = None) -> Response:
-    return status, _TEXT, f"{message or status.phrase}\n".encode()
-
-
 class HttpServer:
-    """Serves metrics and status; ``async with HttpServer(...) as srv`` and ``srv.port``."""
+    """Serves metrics and status; ``async with HttpServer(...) as srv`` and ``srv.port``.
+
+    ``admin_token``: a route added with ``admin=True`` answers a loopback client, or one
+    sending ``Authorization: Bearer <admin_token>``; anyone else gets 403.
+    """
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class HttpServer:
         *,
         request_timeout: float = 10.0,
         max_connections: int = 64,
+        admin_token: str | None = None,
     ) -> None:
         self._listen = listen
         self._port = port
@@ -74,16 +82,21 @@ class HttpServer:
         self._provider = provider
         self._timeout = request_timeout
         self._max_connections = max_connections
+        self._admin_token = admin_token
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._provider_failing = False
-        self._routes: dict[str, Callable[[], Response]] = {
-            "/": self._page,
-            "/index.html": self._page,
-            "/metrics": self._render_metrics,
-            "/health": self._health,
-            "/api/devices": self._devices,
-        }
+        self.routes = RouteTable()
+        for path in ("/", "/index.html"):
+            self.add_route("GET", path, self._page)
+        self.add_route("GET", "/metrics", self._render_metrics)
+        self.add_route("GET", "/health", self._health)
+        self.add_route("GET", "/api/devices", self._devices)
+
+    def add_route(self, method: str, pattern: str, handler: Handler, *,
+                  admin: bool = False) -> None:
+        """Serve ``method`` on ``pattern`` (``{name}`` segments become Request.params)."""
+        self.routes.add(method, pattern, handler, admin=admin)
 
     @property
     def port(self) -> int:
@@ -94,9 +107,7 @@ class HttpServer:
         return port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, self._listen, self._port, limit=MAX_HEAD_BYTES
-        )
+        self._server = await asyncio.start_server(self._handle, self._listen, self._port)
         _LOG.info("HTTP status server on http://%s:%s/", self._listen, self.port)
 
     async def stop(self) -> None:
@@ -129,22 +140,27 @@ class HttpServer:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         try:
             if len(self._handlers) > self._max_connections:
-                await self._respond(writer, _text(HTTPStatus.SERVICE_UNAVAILABLE), head=False)
+                await self._respond(writer, conn, text_response(HTTPStatus.SERVICE_UNAVAILABLE))
                 return
+            peer = writer.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) and peer else None
             try:
                 async with asyncio.timeout(self._timeout):
-                    method, path = await self._read_head(reader)
-            except _BadRequest as exc:
-                await self._respond(writer, _text(exc.status), head=False)
+                    request = await self._read_request(reader, conn, client)
+            except _Refuse as exc:
+                await self._respond(writer, conn, text_response(exc.status))
                 return
             except TimeoutError:
-                await self._respond(writer, _text(HTTPStatus.REQUEST_TIMEOUT), head=False)
+                await self._respond(writer, conn, text_response(HTTPStatus.REQUEST_TIMEOUT))
                 return
             except (asyncio.IncompleteReadError, ConnectionError):
                 return  # the client went away mid-request
-            await self._respond(writer, self._dispatch(method, path), head=method == "HEAD")
+            response, extra = await self._dispatch(request)
+            await self._respond(writer, conn, response, head=request.method == "HEAD",
+                                extra=extra)
         except (ConnectionError, TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -158,102 +174,138 @@ class HttpServer:
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, str]:
-        total = 0
-        lines: list[bytes] = []
+    async def _next_event(self, reader: asyncio.StreamReader, conn: h11.Connection,
+                          counted: list[int]) -> object:
+        """The next h11 event, reading more bytes as needed.
+
+        counted holds the bytes and the line ends read so far; a request with too many
+        header lines is refused as such even when h11 finds another fault first.
+        """
         while True:
             try:
-                line = await reader.readline()
-            except (ValueError, asyncio.LimitOverrunError) as exc:  # longer than the limit
-                raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE) from exc
-            if not line:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if counted[1] > MAX_HEADER_LINES + 1:
+                    raise _Refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE) from exc
+                raise _Refuse(HTTPStatus(exc.error_status_hint)) from exc
+            if event is not h11.NEED_DATA:
+                return event
+            data = await reader.read(_CHUNK)
+            if not data:
                 raise asyncio.IncompleteReadError(b"", None)
-            total += len(line)
-            if total > MAX_HEAD_BYTES or len(lines) > MAX_HEADER_LINES:
-                raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
-            if not line.strip():
-                if lines:
-                    break
-                continue  # RFC 9112: ignore empty lines before the request line
-            lines.append(line)
-        return self._parse_request_line(lines[0])
+            counted[0] += len(data)
+            counted[1] += data.count(b"\n")
+            conn.receive_data(data)
 
-    @staticmethod
-    def _parse_request_line(line: bytes) -> tuple[str, str]:
-        try:
-            text = line.decode("ascii").strip()
-        except UnicodeDecodeError as exc:
-            raise _BadRequest(HTTPStatus.BAD_REQUEST) from exc
-        parts = text.split(" ")
-        if len(parts) != 3 or not parts[0].isalpha() or not parts[0].isupper():
-            raise _BadRequest(HTTPStatus.BAD_REQUEST)
-        method, target, version = parts
-        if not version.startswith("HTTP/1."):
-            raise _BadRequest(
-                HTTPStatus.HTTP_VERSION_NOT_SUPPORTED
-                if version.startswith("HTTP/")
-                else HTTPStatus.BAD_REQUEST
-            )
+    async def _read_request(self, reader: asyncio.StreamReader, conn: h11.Connection,
+                            client: str | None) -> Request:
+        head = [0, 0]
+        event = await self._next_event(reader, conn, head)
+        if isinstance(event, h11.ConnectionClosed):
+            raise asyncio.IncompleteReadError(b"", None)
+        if not isinstance(event, h11.Request):
+            raise _Refuse(HTTPStatus.BAD_REQUEST)
+        if event.http_version not in (b"1.0", b"1.1"):
+            raise _Refuse(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
+        # h11 bounds what it buffers; a head that came in one piece is bounded here
+        body_start = head[0] - len(conn.trailing_data[0])
+        if body_start > MAX_HEAD_BYTES or len(event.headers) > MAX_HEADER_LINES:
+            raise _Refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in event.headers}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise _Refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        body = bytearray()
+        while True:
+            part = await self._next_event(reader, conn, [0, 0])
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise _Refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:
+                raise asyncio.IncompleteReadError(b"", None)
+        target = event.target.decode("ascii", "replace")
         if not (target.startswith("/") or target.startswith("http://")):
-            raise _BadRequest(HTTPStatus.BAD_REQUEST)
+            raise _Refuse(HTTPStatus.BAD_REQUEST)
         try:
-            path = urlsplit(target).path or "/"
+            parts = urlsplit(target)
         except ValueError as exc:
-            raise _BadRequest(HTTPStatus.BAD_REQUEST) from exc
-        return method, path
+            raise _Refuse(HTTPStatus.BAD_REQUEST) from exc
+        return Request(method=event.method.decode("ascii"), path=unquote(parts.path) or "/",
+                       query=parts.query, headers=headers, body=bytes(body), client=client)
 
-    def _dispatch(self, method: str, path: str) -> Response:
-        route = self._routes.get(path.rstrip("/") or "/")
-        if route is None:
-            return _text(HTTPStatus.NOT_FOUND)
-        if method not in ("GET", "HEAD"):
-            return _text(HTTPStatus.METHOD_NOT_ALLOWED)
+    async def _dispatch(self, request: Request) -> tuple[Response, list[tuple[str, str]]]:
+        """The response, and headers it needs beyond the usual ones."""
+        found = self.routes.find(request.path)
+        if found is None:
+            return text_response(HTTPStatus.NOT_FOUND), []
+        route, params = found
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = route.handlers.get(method)
+        if handler is None:
+            return text_response(HTTPStatus.METHOD_NOT_ALLOWED), [("Allow", route.allow)]
+        if method in route.admin and not is_admin(request, self._admin_token):
+            return text_response(HTTPStatus.FORBIDDEN,
+                                 "only from this host, or with http.admin_token"), []
+        return await self._call(handler, request, params), []
+
+    async def _call(self, handler: Handler, request: Request,
+                    params: dict[str, str]) -> Response:
         try:
-            response = route()
+            result = handler(Request(request.method, request.path, request.query,
+                                     request.headers, request.body, request.client, params))
+            response = await result if inspect.isawaitable(result) else result
         except Exception:
             if not self._provider_failing:
-                _LOG.exception("status provider failed while serving %s", path)
+                _LOG.exception("status provider failed while serving %s", request.path)
             self._provider_failing = True
-            return _text(HTTPStatus.INTERNAL_SERVER_ERROR)
+            return text_response(HTTPStatus.INTERNAL_SERVER_ERROR)
         if self._provider_failing:
             _LOG.info("status provider answers again")
             self._provider_failing = False
         return response
 
-    async def _respond(
-        self, writer: asyncio.StreamWriter, response: Response, *, head: bool
-    ) -> None:
+    async def _respond(self, writer: asyncio.StreamWriter, conn: h11.Connection,
+                       response: Response, *, head: bool = False,
+                       extra: list[tuple[str, str]] | None = None) -> None:
         status, content_type, body = response
         headers = [
-            f"HTTP/1.1 {status.value} {status.phrase}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(body)}",
-            "Cache-Control: no-store",
-            "X-Content-Type-Options: nosniff",
-            "Connection: close",
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Connection", "close"),
         ]
-        if status is HTTPStatus.METHOD_NOT_ALLOWED:
-            headers.append("Allow: GET, HEAD")
-        writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
-        if not head:
-            writer.write(body)
+        headers += extra or []
+        try:
+            data = conn.send(h11.Response(status_code=status.value, headers=headers,
+                                          reason=status.phrase.encode()))
+            if not head and body:
+                data = (data or b"") + (conn.send(h11.Data(data=body)) or b"")
+            data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            return  # the connection is past answering (the client closed it)
+        writer.write(data)
         async with asyncio.timeout(self._timeout):
             await writer.drain()
 
     # --- endpoints -------------------------------------------------------------------
 
-    def _render_metrics(self) -> Response:
+    def _render_metrics(self, _request: Request) -> Response:
         return HTTPStatus.OK, METRICS_CONTENT_TYPE, self._metrics.render()
 
-    def _health(self) -> Response:
+    def _health(self, _request: Request) -> Response:
         health, devices = self._provider.health(), self._provider.devices()
         doc = health_document(health, devices)
         failing = doc["status"] == Overall.FAILING
-        return _json(doc, HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK)
+        return json_response(doc, HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK)
 
-    def _devices(self) -> Response:
-        return _json([device_document(d) for d in self._provider.devices()])
+    def _devices(self, _request: Request) -> Response:
+        return json_response([device_document(d) for d in self._provider.devices()])
 
-    def _page(self) -> Response:
+    def _page(self, _request: Request) -> Response:
         body = render_page(self._provider.health(), self._provider.devices())
-        return HTTPStatus.OK, _HTML, body
+        return HTTPStatus.OK, HTML, body

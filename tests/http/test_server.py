@@ -8,6 +8,8 @@ import urllib.request
 from dataclasses import replace
 
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
+from battery_hawk.http.routes import Request, Response, RouteTable, is_admin, json_response
+from battery_hawk.http.server import MAX_BODY_BYTES
 from tests.http.conftest import CAR, CAR_READING, FakeProvider, get, raw_request
 
 
@@ -200,3 +202,57 @@ async def test_stopping_closes_idle_connections_promptly(
             leftover = b""
     assert leftover == b""
     writer.close()
+
+
+async def test_an_added_route_gets_path_params_and_the_body(server: HttpServer) -> None:
+    seen: list[Request] = []
+
+    async def echo(request: Request) -> Response:
+        seen.append(request)
+        return json_response({"id": request.params["device_id"], "body": request.body.decode()})
+
+    server.add_route("POST", "/api/devices/{device_id}/echo", echo)
+    reply = await raw_request(server.port, b"POST /api/devices/car/echo?x=1 HTTP/1.1\r\n"
+                              b"Host: a\r\nContent-Length: 5\r\n\r\nhello")
+    assert (reply.status, json.loads(reply.body)) == (200, {"id": "car", "body": "hello"})
+    assert seen[0].query == "x=1" and seen[0].client == "127.0.0.1"
+    assert (await get(server.port, "/api/devices/car/echo")).headers["allow"] == "POST"
+    assert (await get(server.port, "/api/devices//echo", method="POST")).status == 404
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(server: HttpServer) -> None:
+    server.add_route("POST", "/sink", lambda _: json_response({}))
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    request = b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(big)
+    assert (await raw_request(server.port, request + big)).status == 413
+    chunked = (b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n")
+    assert (await raw_request(server.port, chunked)).status == 413
+
+
+async def test_admin_routes_answer_loopback_clients(server: HttpServer) -> None:
+    server.add_route("POST", "/admin", lambda _: json_response({"ok": True}), admin=True)
+    assert (await get(server.port, "/admin", method="POST")).status == 200
+
+
+def test_admin_from_another_host_needs_the_bearer_token() -> None:
+    lan = Request("POST", "/admin", client="192.168.1.20")
+    assert not is_admin(lan, None) and not is_admin(lan, "s3cret")
+    with_token = replace(lan, headers={"authorization": "Bearer s3cret"})
+    assert is_admin(with_token, "s3cret") and not is_admin(with_token, "other")
+    assert is_admin(Request("POST", "/admin", client="::1"), None)
+
+
+def test_route_table_matches_whole_segments_in_order() -> None:
+    table = RouteTable()
+    table.add("GET", "/api/devices", lambda _: json_response([]))
+    table.add("POST", "/api/devices/{device_id}/reset-breaker", lambda _: json_response({}))
+    table.add("GET", "/api/dead-letters", lambda _: json_response([]))
+    table.add("POST", "/api/dead-letters/replay", lambda _: json_response({}))
+    found = table.find("/api/devices/van/reset-breaker/")
+    assert found is not None and found[1] == {"device_id": "van"}
+    assert table.find("/api/devices/van") is None
+    replay = table.find("/api/dead-letters/replay")
+    assert replay is not None and replay[0].allow == "POST"
+    listing = table.find("/api/dead-letters")
+    assert listing is not None and listing[0].allow == "GET, HEAD"
