@@ -6,11 +6,13 @@ wrong. Unknown keys are faults too: a typo must never be silently ignored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
 import socket
+import string
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +25,8 @@ import yaml
 from battery_hawk.errors import ConfigError
 
 __all__ = [
+    "CREDENTIALS_ENV",
+    "PASSWORD_CREDENTIAL",
     "PASSWORD_ENV",
     "AlertConfig",
     "BluetoothConfig",
@@ -38,6 +42,10 @@ __all__ = [
 ]
 
 PASSWORD_ENV = "BATTERY_HAWK_MQTT_PASSWORD"
+# systemd's credentials: LoadCredential=mqtt:/etc/battery-hawk/mqtt-password puts the file
+# at $CREDENTIALS_DIRECTORY/mqtt (systemd.exec(5), "Credentials").
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+PASSWORD_CREDENTIAL = "mqtt"
 _MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -199,20 +207,53 @@ def parse_config(
     return dataclasses.replace(config, mqtt=mqtt)
 
 
+def _expand(path: str, env: Mapping[str, str], file: str | None, key: str) -> str:
+    """``$VAR`` / ``${VAR}`` in a path replaced from the environment (``$$`` is a ``$``)."""
+    try:
+        return string.Template(path).substitute(env)
+    except KeyError as exc:
+        name = exc.args[0]
+        hint = (" (systemd sets it only for a unit with LoadCredential=)"
+                if name == CREDENTIALS_ENV else "")
+        raise ConfigError(f"${name} is not set{hint}; set it or give a plain path",
+                          file=file, key=key) from None
+    except ValueError:
+        return path  # a lone "$" that is no variable: take the path as written
+
+
 def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]) -> MqttConfig:
-    """password_file, then password, then the environment supply the broker password."""
+    """The broker password: password_file, password, $BATTERY_HAWK_MQTT_PASSWORD, then
+    the systemd credential ``mqtt`` ($CREDENTIALS_DIRECTORY/mqtt), first found wins.
+
+    Environment variables in password_file and the TLS paths are expanded, so
+    ``password_file: ${CREDENTIALS_DIRECTORY}/mqtt`` works under systemd.
+    """
     if mqtt.password is not None and mqtt.password_file is not None:
         raise ConfigError("give either password or password_file, not both", file=file,
                           key="mqtt.password_file")
     password = mqtt.password
-    if mqtt.password_file is not None:
+    password_file = mqtt.password_file
+    if password_file is not None:
+        password_file = _expand(password_file, env, file, "mqtt.password_file")
         try:
-            password = Path(mqtt.password_file).read_text(encoding="utf-8").strip()
+            password = Path(password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read {mqtt.password_file}: {exc.strerror or exc}",
+            raise ConfigError(f"cannot read {password_file}: {exc.strerror or exc}",
                               file=file, key="mqtt.password_file") from None
     elif password is None:
         password = env.get(PASSWORD_ENV) or None
+        credentials = env.get(CREDENTIALS_ENV)
+        if password is None and credentials:
+            credential = Path(credentials, PASSWORD_CREDENTIAL)
+            with contextlib.suppress(OSError):  # no such credential: no password
+                password = credential.read_text(encoding="utf-8").strip() or None
+    paths: dict[str, Any] = {
+        name: _expand(value, env, file, f"mqtt.tls.{name}")
+        for name in ("ca_cert", "cert_file", "key_file")
+        if (value := getattr(mqtt.tls, name)) is not None
+    }
+    tls = dataclasses.replace(mqtt.tls, **paths)
+    mqtt = dataclasses.replace(mqtt, tls=tls, password_file=password_file)
     if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
         raise ConfigError("cert_file and key_file go together", file=file, key="mqtt.tls")
     if mqtt.tls.enabled:

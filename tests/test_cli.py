@@ -20,7 +20,7 @@ def test_check_config_prints_effective_config_with_secrets_masked(
     path.write_text(EXAMPLE.read_text().replace("password: null", "password: hunter2"))
     assert main(["check-config", "-c", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "valid" in out and "garage-pi" in out and "***" in out
+    assert "valid" in out and "gateway_id:" in out and "***" in out
     assert "hunter2" not in out and "0df4d0395b7d" not in out
 
 

@@ -25,6 +25,9 @@ __all__ = ["DeadLetterHook", "MQTTInterface", "MessageCallback"]
 
 _LOG = logging.getLogger("battery_hawk.mqtt")
 
+SHORT_SESSION = 5.0  # seconds: a link lost sooner than this after connecting is "short"
+SHORT_SESSIONS_TO_WARN = 3
+
 class MQTTInterface(Supervisor):
     """Resilient publisher/subscriber for one broker.
 
@@ -70,6 +73,7 @@ class MQTTInterface(Supervisor):
         )
         self._last_connected: float | None = None
         self._outage_since: float | None = None
+        self._short_sessions = 0  # links lost within SHORT_SESSION s of connecting, in a row
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -263,12 +267,15 @@ class MQTTInterface(Supervisor):
                 failure: str | None = str(exc)
             else:
                 session = Session(link, self._session_lost)
+                opened = time.monotonic()
                 try:
                     await self._serve(session)
                 finally:
                     await self._end_session(session)
                 # A link that broke before it was ready counts as a failed attempt.
                 failure = None if session.ready else session.reason
+                if session.ready:
+                    self._note_session_length(time.monotonic() - opened, session.reason)
             if failure is None:
                 waits = 0  # lost after a good connection: the outage starts now
             else:
@@ -338,6 +345,23 @@ class MQTTInterface(Supervisor):
                          self.broker.host, self.broker.port, reason)
         else:
             _LOG.debug("connection attempt %d failed: %s", self._consecutive_failures, reason)
+
+    def _note_session_length(self, seconds: float, reason: str | None) -> None:
+        """Say once when the broker keeps closing the link right after it is made.
+
+        MQTT brokers close the older of two connections with the same client id, so two
+        gateways sharing a gateway_id knock each other off about once a retry delay.
+        """
+        if reason == "closed" or seconds >= SHORT_SESSION:
+            self._short_sessions = 0
+            return
+        self._short_sessions += 1
+        if self._short_sessions == SHORT_SESSIONS_TO_WARN:
+            _LOG.warning(
+                "the broker closed the connection within %.0f s of connecting %d times in a "
+                "row: another client probably uses the same client id %r (give each "
+                "gateway its own gateway_id)", SHORT_SESSION, self._short_sessions,
+                self.broker.client_id)
 
     def _on_connected(self) -> None:
         self._counts.connections += 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from battery_hawk.config import Config, MqttConfig, load_config, parse_config
+from battery_hawk.config import Config, MqttConfig, _sanitise_id, load_config, parse_config
 from battery_hawk.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "battery-hawk.yaml"
@@ -26,7 +27,8 @@ def error_for(tmp_path: Path, text: str) -> ConfigError:
 
 def test_example_config_loads_with_documented_values() -> None:
     config = load_config(EXAMPLE, environ={})
-    assert config.gateway_id == "garage-pi"
+    # not hard-coded: two Pis with the copied file must not share an MQTT client id
+    assert config.gateway_id == Config().gateway_id == _sanitise_id(socket.gethostname())
     assert config.mqtt == MqttConfig()  # the example documents exactly the defaults
     assert [d.type for d in config.devices] == ["bm6", "victron"]
     assert config.devices[0].device_id == "aabbccddee01"
