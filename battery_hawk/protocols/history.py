@@ -227,6 +227,11 @@ class HistorySession(Protocol):
         """Whether the device needs a pause before the command feed() returned."""
         ...
 
+    @property
+    def announced_bytes(self) -> int | None:
+        """The most history data this download can bring, once known."""
+        ...
+
     def request(self) -> bytes: ...
 
     def feed(self, notification: bytes) -> bytes | None: ...
@@ -255,6 +260,10 @@ class LeagendPages:
     @property
     def data_bytes(self) -> int:
         return max(0, len(self._blocks) - 1) * BLOCK
+
+    @property
+    def announced_bytes(self) -> int | None:
+        return self.pages * PAGE_RECORDS * RECORD.size
 
     def request(self) -> bytes:
         return self._request
@@ -306,6 +315,10 @@ class BM2History:
     @property
     def data_bytes(self) -> int:
         return len(self._frames) * BLOCK
+
+    @property
+    def announced_bytes(self) -> int | None:
+        return None if self._count is None else self._count * RECORD.size
 
     def request(self) -> bytes:
         return self._driver.encrypt(HISTORY_COUNT_REQUEST)

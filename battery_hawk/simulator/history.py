@@ -59,19 +59,18 @@ def _pack(record: StoredRecord) -> bytes:
 def leagend_page_plaintext(oldest_first: Sequence[StoredRecord], pages: int) -> bytes:
     """The decrypted reply to ``d1 55 05 .. NN=pages ..``: whole blocks, trailer last.
 
-    The newest ``pages * 256`` records, newest first. Bytes 3..4 of the header carry
-    the record count (the captured one-page header ``d1550501 00..`` is consistent with
-    that; the parser does not rely on it). When the data does not end on a block, the
-    trailer follows the last record inside the block, as BMGateway allows.
+    The newest ``pages * 256`` records, newest first, zero-padded to a whole block; the
+    trailer starts a block of its own, as in the captured page. Bytes 3..4 of the header
+    carry the record count (the captured one-page header ``d1550501 00..`` is consistent
+    with that; the parser does not rely on it).
     """
     newest = list(reversed(oldest_first))[: pages * PAGE_RECORDS] if pages > 0 else []
     data = b"".join(_pack(r) for r in newest)
     header = b"\xd1\x55\x05" + min(len(newest), 0xFFFF).to_bytes(2, "big")
     empty = b"\xfe\xfe\xfe"  # the empty-answer marker
     trailer = b"\xff\xfe\xfe" + (len(data) + 9).to_bytes(3, "big") if data else empty
-    body = data + trailer
-    body += bytes(-len(body) % BLOCK)
-    return header.ljust(BLOCK, b"\x00") + body
+    padded = data + bytes(-len(data) % BLOCK)
+    return header.ljust(BLOCK, b"\x00") + padded + trailer.ljust(BLOCK, b"\x00")
 
 
 def leagend_history_notifications(
