@@ -1,4 +1,4 @@
-"""The ``battery-hawk`` command: run, demo, scan, read, check-config.
+"""The ``battery-hawk`` command: run, demo, scan, read, history, check-config.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 """
@@ -86,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
     read.add_argument("--adapter", default="hci0")
 
+    history = sub.add_parser(
+        "history", parents=[common], help="a BM2/BM6/BM7's stored readings, as CSV or JSON lines",
+        description="Download the readings a BM2, BM6 or BM7 keeps (one every 2 minutes, "
+        "about a day) and print them oldest first. No broker needed.")
+    history.add_argument("address", help="the device's MAC address")
+    history.add_argument("--type", required=True, dest="type_", metavar="T",
+                         help="bm2, bm6 or bm7 (or an alias such as bm200, bm300)")
+    history.add_argument("--since", default=None, metavar="SPAN",
+                         help="only the last SPAN, e.g. 90m, 6h, 1d (default: all)")
+    history.add_argument("--format", choices=("csv", "jsonl"), default="csv", dest="format_")
+    history.add_argument("--key", default=None, metavar="HEX", help="AES key override (hex)")
+    history.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
+    history.add_argument("--adapter", default="hci0")
+
     sub.add_parser("check-config", parents=[common, with_config],
                    help="validate the configuration and print it, secrets masked")
     return parser
@@ -158,7 +172,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         )))
     if command == "scan":
         return asyncio.run(_scan(args.adapter, args.timeout))
+    if command == "history":
+        return asyncio.run(_history(args))
     return asyncio.run(_read(args))
+
+
+async def _history(args: argparse.Namespace) -> int:
+    from battery_hawk.history.command import history_command, parse_since
+
+    since = None if args.since is None else parse_since(args.since)
+    await history_command(args.adapter, args.address, args.type_, key=_hex_key(args.key),
+                          since=since, fmt=args.format_, out=sys.stdout, timeout=args.timeout)
+    return EXIT_OK
+
+
+def _hex_key(text: str | None) -> bytes | None:
+    try:
+        return None if text is None else bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError("expected a hex string", key="--key") from None
 
 
 def _check_config(path: str, config: Config) -> int:
