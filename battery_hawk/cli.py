@@ -234,10 +234,13 @@ async def _read(args: argparse.Namespace) -> int:
                           f"{', '.join(sorted(DRIVERS))}", key="--type")
     key: bytes | None = None
     if args.key is not None:
+        from battery_hawk.protocols import VICTRON_KEY_HELP, parse_key
+
         try:
-            key = bytes.fromhex(args.key)
-        except ValueError:
-            raise ConfigError("expected a hex string", key="--key") from None
+            key = parse_key(args.key)
+        except ValueError as exc:
+            where = f"; {VICTRON_KEY_HELP}" if type_name == "victron" else ""
+            raise ConfigError(f"{exc}{where}", key="--key") from None
     try:
         DRIVERS[type_name](key)  # a missing or malformed key is bad usage, not a failure
     except ValueError as exc:

@@ -268,7 +268,7 @@ def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]
 
 
 def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
-    from battery_hawk.protocols import DRIVERS  # registry of device families
+    from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP  # registry of families
 
     seen: dict[str, int] = {}
     for index, device in enumerate(devices):
@@ -279,7 +279,8 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
             raise ConfigError(f"unknown device type {device.type!r}; known types: {known}",
                               file=file, key=f"{key}.type")
         if driver.requires_key and device.key is None:
-            raise ConfigError(f"a {device.type} device needs its key (hex, 32 digits)",
+            where = f"; {VICTRON_KEY_HELP}" if device.type == "victron" else ""
+            raise ConfigError(f"a {device.type} device needs its key (32 hex digits){where}",
                               file=file, key=f"{key}.key")
         for ident in (device.address, device.device_id):
             if ident in seen:
@@ -308,13 +309,26 @@ class _Loader:
             spec = known.get(key)
             if spec is None:
                 self.fail(here, f"unknown key (known: {', '.join(known)})")
-            values[key] = self.value(hints[key], raw_value, here, spec.metadata)
+            try:
+                values[key] = self.value(hints[key], raw_value, here, spec.metadata)
+            except ConfigError as exc:
+                raise self._with_key_help(cls, data, key, exc) from None
         for name, spec in known.items():
             no_default = (spec.default is dataclasses.MISSING
                           and spec.default_factory is dataclasses.MISSING)
             if name not in values and no_default:
                 self.fail(f"{path}.{name}" if path else name, "missing required key")
         return cls(**values)
+
+    def _with_key_help(
+        self, cls: type[Any], data: Mapping[Any, Any], key: str, exc: ConfigError
+    ) -> ConfigError:
+        """A Victron key error also says where VictronConnect shows the key."""
+        if cls is DeviceConfig and key == "key" and str(data.get("type", "")).lower() == "victron":
+            from battery_hawk.protocols import VICTRON_KEY_HELP
+
+            return ConfigError(f"{exc.reason}; {VICTRON_KEY_HELP}", file=exc.file, key=exc.key)
+        return exc
 
     def value(self, hint: Any, raw: object, path: str, meta: Mapping[str, Any]) -> Any:
         optional = False
@@ -344,14 +358,12 @@ class _Loader:
                 self.fail(path, f"expected true or false, got {_kind(raw)}")
             return raw
         if hint is bytes:  # device keys: hex strings
-            text = str(raw).replace(" ", "").replace(":", "")
+            from battery_hawk.protocols import parse_key
+
             try:
-                key = bytes.fromhex(text)
-            except ValueError:
-                self.fail(path, "expected a hex string")
-            if len(key) != 16:
-                self.fail(path, f"expected 16 bytes (32 hex digits), got {len(key)} bytes")
-            return key
+                return parse_key(str(raw))
+            except ValueError as exc:
+                self.fail(path, str(exc))
         if hint in (int, float):
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 self.fail(path, f"expected a number, got {_kind(raw)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from types import MappingProxyType
 
 from battery_hawk.errors import UnknownDeviceType
@@ -22,6 +23,7 @@ __all__ = [
     "BM7",
     "DRIVERS",
     "FAMILIES",
+    "VICTRON_KEY_HELP",
     "BatteryService",
     "Driver",
     "HistoryPoint",
@@ -78,13 +80,31 @@ def get_driver(type_name: str) -> type[Driver]:
         ) from None
 
 
+@cache
+def _probe(driver: type[Driver]) -> Driver:
+    """A driver under its family's public key, to try advert blocks with."""
+    return driver()
+
+
 def identify(adv: Advertisement) -> Match | None:
-    """The first family whose driver recognises the advertisement, and why."""
+    """The family an advertisement belongs to, and the evidence.
+
+    Evidence, strongest first: Victron's manufacturer id; a family's name or one of the
+    names its rebrands are sold under; the iBeacon UUID a family uses; an advert block
+    that decrypts under a family's public key (and carries the advertiser's MAC); the
+    standard Battery Service.
+    """
     for driver in FAMILIES:
+        if driver is BatteryService:
+            continue
         reason = driver.match(adv)
         if reason is not None:
             return Match(driver, reason)
-    return None
+    for driver in FAMILIES:
+        if driver.default_key is not None and _probe(driver).advert_decrypts(adv):
+            return Match(driver, f"advert block decrypts with the {driver.model} key")
+    reason = BatteryService.match(adv)
+    return Match(BatteryService, reason) if reason is not None else None
 
 
 def recognise(adv: Advertisement) -> type[Driver] | None:
@@ -94,20 +114,32 @@ def recognise(adv: Advertisement) -> type[Driver] | None:
 
 
 _KEY_SEPARATORS = re.compile(r"[\s:_-]")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+VICTRON_KEY_HELP = (
+    "the key is in VictronConnect > the device > settings (gear) > Product info > "
+    "Instant readout details > show encryption data"
+)
 
 
 def parse_key(hex_str: str) -> bytes:
-    """A 16-byte AES key from hex ("0x" prefix and : - _ space separators allowed).
+    """A 16-byte AES key from 32 hex digits ("0x" prefix and : - _ space separators allowed).
 
-    Raises ValueError naming what is wrong, without echoing the (secret) key.
+    Raises ValueError saying what is wrong ("a key is 32 hex digits; you gave 31", "'g'
+    at position 5 is not a hex digit"), without echoing the (secret) key.
     """
-    text = _KEY_SEPARATORS.sub("", hex_str.strip())
+    text = str(hex_str).strip()
     if text[:2].lower() == "0x":
         text = text[2:]
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise ValueError("key is not hexadecimal") from None
-    if len(key) != 16:
-        raise ValueError(f"key must be 16 bytes (32 hex digits), got {len(key)} bytes")
-    return key
+    digits = 0
+    for position, char in enumerate(text, start=1):
+        if char in _HEX_DIGITS:
+            digits += 1
+        elif not _KEY_SEPARATORS.match(char):
+            raise ValueError(
+                f"{char!r} at position {position} is not a hex digit (0-9, a-f); "
+                "a key is 32 hex digits"
+            )
+    if digits != 32:
+        raise ValueError(f"a key is 32 hex digits; you gave {digits}")
+    return bytes.fromhex(_KEY_SEPARATORS.sub("", text))

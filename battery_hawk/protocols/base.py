@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import ClassVar
 
-from battery_hawk.errors import DecodeError
+from battery_hawk.errors import DecodeError, NotAReading
 from battery_hawk.models import Advertisement, Reading
 
 __all__ = ["Driver", "Mode", "uuid16"]
@@ -39,6 +39,8 @@ class Driver(ABC):
     read_uuid: ClassVar[str | None] = None
     requires_key: ClassVar[bool] = False
     default_key: ClassVar[bytes | None] = None
+    # The Reading fields this family's advertisements carry (decode_advert); () if none.
+    advert_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, key: bytes | None = None) -> None:
         if key is None:
@@ -70,3 +72,15 @@ class Driver(ABC):
     def advert_payload(self, adv: Advertisement) -> bytes:
         """The part of an advertisement decode() takes (PASSIVE mode)."""
         raise DecodeError(f"{self.family} does not read advertisements")
+
+    def decode_advert(self, adv: Advertisement) -> Reading:
+        """The reading an advertisement of this unit carries (only ``advert_fields``).
+
+        NotAReading when the advertisement carries none (another half of an alternation,
+        or a family whose adverts are not decoded); DecodeError when it is garbled.
+        """
+        raise NotAReading(f"{self.family} advertisements carry no reading")
+
+    def advert_decrypts(self, adv: Advertisement) -> bool:
+        """Whether a block of the advertisement decodes under this driver's key."""
+        return False

@@ -7,9 +7,15 @@ Facts, with their public sources:
   Its capture ``3627d57495cb945e11d392c800a28bfa`` decrypts to ``f55081 6400fa 00..`` =
   12.88 V, which the tests reproduce.
 - packet type ``0xF5``: the first 12 bits after the type byte are centivolts (ibid.).
-  Bytes 3..5 vary in the captures (``64 00fa``, ``64 0113``, ...) and are not decoded;
-  bytes 6..15 are zero in every published capture and are checked, which is what turns a
-  wrong key into a DecodeError instead of a 1-in-256 bogus voltage.
+  The rest is firmware-specific and not decoded: KrystianD's unit sends ``64 00fa 00..``
+  (bytes 6..15 zero), the unit of the Domoticz forum (topic 28938) ``2d 020a 03 7b 00..``
+  (bytes 6..7 non-zero). What every public capture shares, and so what a frame must
+  show, is one 16-byte block whose first byte is a BM2 packet type (``f5`` reading,
+  ``e7`` history count, ``ff ff fe`` / ``ff fe fe`` history markers). A wrong key turns
+  every frame into noise, so it is caught on the type byte of (almost) every frame; the
+  one frame in 256 whose noise starts with ``f5`` cannot be told from a reading by any
+  rule all firmwares satisfy.
+- advertisements: an encrypted block with voltage and SoC (see leagend_advert).
 - advertised names "Battery Monitor", "Li Battery Monitor", "ZX-1689": doubleagent.net,
   "BM2 - Reversing the BLE protocol of the BM2 Battery Monitor".
 - history (KrystianD ``client.py``): write ``e7 01``; the reply is ``e7`` + a 3-byte
@@ -32,6 +38,12 @@ from battery_hawk.errors import DecodeError, NotAReading
 from battery_hawk.models import Advertisement, Reading
 from battery_hawk.protocols._aes import ZeroIvCbc
 from battery_hawk.protocols.base import Driver, Mode, uuid16
+from battery_hawk.protocols.leagend_advert import (
+    ADVERT_FIELDS,
+    BM2_IBEACON_UUID,
+    decode_advert,
+    ibeacon_uuid,
+)
 
 __all__ = [
     "BM2",
@@ -57,12 +69,16 @@ HISTORY_COUNT_REQUEST: Final = b"\xe7\x01"
 HISTORY_DOWNLOAD: Final = struct.Struct(">3sL")  # e3 00 00, count
 HISTORY_ITEM: Final = struct.Struct(">HH")  # vvvk, ccct
 
-# Decrypted 0xF5 packet: 0 type, 1..2 voltage (top 12 bits, centivolts), 3..5 not
-# decoded, 6..15 zero.
-VOLTAGE: Final = struct.Struct(">BH3x10s")
-ZERO_TAIL: Final = bytes(10)
+# Decrypted 0xF5 packet: 0 type, 1..2 voltage (top 12 bits, centivolts), 3..15
+# firmware-specific (not decoded).
+VOLTAGE: Final = struct.Struct(">BH13x")
 
 NAMES: Final = ("BM2", "BATTERY MONITOR", "LI BATTERY MONITOR", "ZX-1689")
+
+
+def is_live_reading(plain: bytes) -> bool:
+    """Whether a decrypted BM2 frame is a live 0xF5 reading (the rule every firmware meets)."""
+    return len(plain) == 16 and plain[0] == VOLTAGE_PACKET
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +125,7 @@ def parse_history(plain_frames: Iterable[bytes], downloaded_at: datetime) -> lis
         if frame[:3] == HISTORY_END and len(frame) >= 6:
             length = _uint24(frame[3:6]) - HISTORY_FRAMING
             break
-        if frame and frame[0] == VOLTAGE_PACKET and frame[6:16] == ZERO_TAIL:
+        if is_live_reading(frame):
             continue  # a live reading that arrived mid-download
         data += frame
     if not started:
@@ -143,6 +159,9 @@ class BM2(Driver):
     write_uuid: ClassVar[str | None] = uuid16(0xFFF3)
     notify_uuid: ClassVar[str | None] = uuid16(0xFFF4)
     default_key: ClassVar[bytes | None] = BM2_KEY
+    advert_fields: ClassVar[tuple[str, ...]] = ADVERT_FIELDS
+    names: ClassVar[tuple[str, ...]] = NAMES
+    beacon_uuid: ClassVar[str | None] = BM2_IBEACON_UUID
 
     def __init__(self, key: bytes | None = None) -> None:
         super().__init__(key)
@@ -154,7 +173,19 @@ class BM2(Driver):
         name = (adv.name or "").strip().upper()
         if name and (name in NAMES or name.endswith("BM2")):
             return f"name {adv.name!r}"
+        if ibeacon_uuid(adv) == BM2_IBEACON_UUID:
+            return f"iBeacon uuid {BM2_IBEACON_UUID} (BM2)"
         return None
+
+    def decode_advert(self, adv: Advertisement) -> Reading:
+        return decode_advert(self._aes, adv, mac_reversed=True, family=self.family)
+
+    def advert_decrypts(self, adv: Advertisement) -> bool:
+        try:
+            self.decode_advert(adv)
+        except DecodeError:
+            return False
+        return True
 
     def decrypt(self, frame: bytes) -> bytes:
         """The plaintext of one notification."""
@@ -168,13 +199,13 @@ class BM2(Driver):
         if len(frame) != 16:
             raise DecodeError(f"bm2 notification must be 16 bytes, got {len(frame)}")
         plain = self._aes.decrypt(frame)
-        kind, raw, tail = VOLTAGE.unpack(plain)
+        kind, raw = VOLTAGE.unpack(plain)
         if kind != VOLTAGE_PACKET:
             if kind == HISTORY_COUNT_PACKET or plain[:3] in (HISTORY_START, HISTORY_END):
                 raise NotAReading(f"bm2 history packet {plain[:3].hex()}")
-            raise DecodeError(f"bm2 packet type {kind:#04x} is not 0xf5 (wrong key?)")
-        if tail != ZERO_TAIL:
-            raise DecodeError("bm2 0xf5 packet has a non-zero tail (wrong key?)")
+            raise DecodeError(
+                f"bm2 packet type {kind:#04x} is none of f5, e7, ff (wrong key?)"
+            )
         return Reading(voltage=(raw >> 4) / 100)
 
     def history_count_command(self) -> bytes:

@@ -12,6 +12,9 @@ reply on fff4. Facts, with their public sources:
   Command").
 - reply layout (decrypted), table below; state codes 0 normal, 1 low, 2 charging
   (marcomc/BMGateway). The echo ``d1 55 07 ff ...`` carries no reading.
+- advertisements: an iBeacon with the family's UUID and an encrypted block with voltage
+  and SoC (see leagend_advert); names the units are sold under: "BM6", "Battery Guard"
+  (intAct, OpenMQTTGateway issue 1792), "BM200" (ANCEL).
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from battery_hawk.errors import DecodeError, NotAReading
 from battery_hawk.models import Advertisement, BatteryState, Reading
 from battery_hawk.protocols._aes import ZeroIvCbc
 from battery_hawk.protocols.base import Driver, Mode, uuid16
+from battery_hawk.protocols.leagend_advert import (
+    ADVERT_FIELDS,
+    BM6_IBEACON_UUID,
+    decode_advert,
+    ibeacon_uuid,
+)
 
 __all__ = [
     "BM6",
@@ -68,6 +77,8 @@ class LeagendPollDriver(Driver):
     write_uuid: ClassVar[str | None] = uuid16(0xFFF3)
     notify_uuid: ClassVar[str | None] = uuid16(0xFFF4)
     names: ClassVar[tuple[str, ...]] = ()  # advertised names, upper case
+    beacon_uuid: ClassVar[str | None] = None  # the family's iBeacon UUID, if known
+    advert_mac_reversed: ClassVar[bool] = False
 
     def __init__(self, key: bytes | None = None) -> None:
         super().__init__(key)
@@ -82,7 +93,23 @@ class LeagendPollDriver(Driver):
         # Rebrands keep the family suffix ("Intact BM6"); the first name is that suffix.
         if name and (name in cls.names or name.endswith(cls.names[0])):
             return f"name {adv.name!r}"
+        if cls.beacon_uuid is not None and ibeacon_uuid(adv) == cls.beacon_uuid:
+            return f"iBeacon uuid {cls.beacon_uuid} ({cls.model})"
         return None
+
+    def decode_advert(self, adv: Advertisement) -> Reading:
+        if not self.advert_fields:
+            raise NotAReading(f"{self.family} advertisements are not decoded")
+        return decode_advert(
+            self._aes, adv, mac_reversed=self.advert_mac_reversed, family=self.family
+        )
+
+    def advert_decrypts(self, adv: Advertisement) -> bool:
+        try:
+            self.decode_advert(adv)
+        except DecodeError:
+            return False
+        return True
 
     def poll_command(self) -> bytes:
         """The encrypted ``d1 55 07`` live-reading request."""
@@ -136,4 +163,6 @@ class BM6(LeagendPollDriver):
     family: ClassVar[str] = "bm6"
     model: ClassVar[str] = "BM6"
     default_key: ClassVar[bytes | None] = BM6_KEY
-    names: ClassVar[tuple[str, ...]] = ("BM6", "BM200")
+    names: ClassVar[tuple[str, ...]] = ("BM6", "BM200", "BATTERY GUARD")
+    beacon_uuid: ClassVar[str | None] = BM6_IBEACON_UUID
+    advert_fields: ClassVar[tuple[str, ...]] = ADVERT_FIELDS

@@ -61,7 +61,11 @@ def test_empty_file_gives_defaults() -> None:
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm99}]", "devices[0].type", "bm6"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: victron}]", "devices[0].key", "key"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, key: abcd}]",
-         "devices[0].key", "16 bytes"),
+         "devices[0].key", "a key is 32 hex digits; you gave 4"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, key: 0123456789abcdeg}]",
+         "devices[0].key", "'g' at position 16 is not a hex digit"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: victron, key: 0123}]",
+         "devices[0].key", "Instant readout details > show encryption data"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, poll_interval: 0}]",
          "devices[0].poll_interval", "at least 1"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6},"

@@ -70,6 +70,9 @@ def test_every_family_declares_how_it_is_talked_to() -> None:
         (Advertisement(ADDRESS, name="BM300 Pro"), BM7, "name 'BM300 Pro'"),
         (Advertisement(ADDRESS, name="Battery Monitor"), BM2, "name 'Battery Monitor'"),
         (Advertisement(ADDRESS, name="ZX-1689"), BM2, "name 'ZX-1689'"),
+        (Advertisement(ADDRESS, name="Li Battery Monitor"), BM2, "name 'Li Battery Monitor'"),
+        (Advertisement(ADDRESS, name="Battery Guard"), BM6, "name 'Battery Guard'"),
+        (Advertisement(ADDRESS, name="BM200"), BM6, "name 'BM200'"),
         (
             Advertisement(ADDRESS, name="SmartShunt", manufacturer_data={0x02E1: b"\x10\x02"}),
             Victron,
@@ -113,7 +116,16 @@ def test_parse_key_accepts_hex_with_separators(text: str) -> None:
     assert parse_key(text) == bytes.fromhex("0da694539597f9cf6c613cde60d7bf05")
 
 
-@pytest.mark.parametrize(("text", "why"), [("abcd", "16 bytes"), ("zz" * 16, "hexadecimal")])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("abcd", "a key is 32 hex digits; you gave 4"),
+        ("0da694539597f9cf6c613cde60d7bf0", "a key is 32 hex digits; you gave 31"),
+        ("0da694539597f9cf6c613cde60d7bf051", "a key is 32 hex digits; you gave 33"),
+        ("zz" * 16, "'z' at position 1 is not a hex digit"),
+        ("0da69453 9597f9cf 6c613cde 60d7bf0o", "'o' at position 35 is not a hex digit"),
+    ],
+)
 def test_parse_key_rejects_bad_keys_without_echoing_them(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why) as info:
         parse_key(text)
