@@ -94,6 +94,9 @@ class App:
         if self.mqtt is not None:
             mqtt = self.mqtt
             self.metrics.bind_mqtt(lambda: mqtt.stats.as_dict())
+        self.metrics.bind_unknown_codes(lambda: {
+            did: codes for did, c in self.coordinators.items()
+            if (codes := getattr(c.driver, "unknown_codes", None))})
         self._build_pipeline()
 
     def _build_pipeline(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -208,6 +209,10 @@ class DeviceCoordinator:
     async def _stamp_and_send(self, reading: Reading, rssi: int | None) -> None:
         now = self._clock()
         self._last_emit = now
+        # a driver that learns the product name from the device (Victron's model id)
+        model = getattr(self.driver, "device_model", None)
+        if model and model != self.info.model:
+            self.info = dataclasses.replace(self.info, model=model)
         stamped = DeviceReading(
             device=self.info,
             reading=reading,

@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 __all__ = [
     "MEASUREMENT_FIELDS",
+    "TEXT_FIELDS",
     "Advertisement",
     "BatteryState",
     "DeviceInfo",
@@ -57,7 +58,9 @@ class Reading:
 
     current is positive while charging; power in W; consumed_ah in Ah (negative = drawn);
     remaining_mins in minutes; aux_voltage is a second (starter / midpoint) voltage;
-    solar_power in W and yield_today in kWh come from solar chargers.
+    solar_power in W and yield_today in kWh come from solar chargers; ac_apparent_power
+    is an inverter's AC output in VA. state says what the battery does; device_state is
+    what the device itself says it does, in its own words ("bulk", "inverting", ...).
     """
 
     voltage: float | None = None
@@ -71,6 +74,8 @@ class Reading:
     solar_power: float | None = None
     yield_today: float | None = None
     state: BatteryState | str | None = None
+    ac_apparent_power: float | None = None
+    device_state: str | None = None
 
     def measurements(self) -> dict[str, float]:
         """The numeric fields this reading actually carries."""
@@ -81,8 +86,9 @@ class Reading:
         }
 
 
+TEXT_FIELDS: tuple[str, ...] = ("state", "device_state")
 MEASUREMENT_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(Reading) if f.name != "state"
+    f.name for f in fields(Reading) if f.name not in TEXT_FIELDS
 )
 
 

@@ -143,6 +143,7 @@ def state_payload(dr: DeviceReading) -> bytes:
         doc[name] = value
     state = dr.reading.state
     doc["state"] = None if state is None else str(state)
+    doc["device_state"] = dr.reading.device_state
     doc["rssi"] = dr.rssi
     return _dumps(doc)
 
@@ -183,6 +184,11 @@ SENSOR_SPECS: Final[Mapping[str, SensorSpec]] = {
     # Reading.state is an open set (BatteryState or a family's own word, e.g. a Victron
     # charger state), so it is a plain text sensor: an enum would reject unknown words.
     "state": SensorSpec("Battery state", None, None, state_class=None, icon="mdi:car-battery"),
+    "ac_apparent_power": SensorSpec("AC output power", "apparent_power", "VA", precision=0),
+    # What the device says it does ("bulk", "inverting", ...): text, like state.
+    "device_state": SensorSpec(
+        "Device state", None, None, state_class=None, icon="mdi:state-machine"
+    ),
     "rssi": SensorSpec("Signal strength", "signal_strength", "dBm", precision=0, diagnostic=True),
 }
 
@@ -203,6 +209,8 @@ def reported_fields(dr: DeviceReading) -> tuple[str, ...]:
     present = set(dr.reading.measurements())
     if dr.reading.state is not None:
         present.add("state")
+    if dr.reading.device_state is not None:
+        present.add("device_state")
     if dr.rssi is not None:
         present.add("rssi")
     return tuple(f for f in DISCOVERABLE_FIELDS if f in present)

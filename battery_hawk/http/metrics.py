@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from battery_hawk.models import DeviceInfo, DeviceReading
 
-__all__ = ["CONTENT_TYPE", "MQTT_STATES", "Metrics", "MqttStatsSource"]
+__all__ = ["CONTENT_TYPE", "MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ _FIELDS: Final[Mapping[str, tuple[str, str, float]]] = {
     "aux_voltage": ("battery_hawk_aux_voltage_volts", "Auxiliary / starter voltage", 1.0),
     "solar_power": ("battery_hawk_solar_power_watts", "Solar power", 1.0),
     "yield_today": ("battery_hawk_yield_today_kilowatt_hours", "Solar yield today", 1.0),
+    "ac_apparent_power": ("battery_hawk_ac_apparent_power_voltamperes", "AC output", 1.0),
 }
 
 MQTT_STATES: Final = (
@@ -57,6 +58,9 @@ MQTT_STATES: Final = (
     "reconnecting",
     "failed",
 )
+CodeCountSource = Callable[[], Mapping[str, Mapping[str, int]]]
+"""Returns, per device id, how many codes its decoder did not know, per field."""
+
 _STATE_KEYS: Final = ("connection_state", "state")
 _COUNTER_KEYS: Final = frozenset(
     {"reconnects", "reconnect_count", "connection_attempts", "connection_failures"}
@@ -119,6 +123,30 @@ class _MqttCollector(Collector):
                 yield GaugeMetricFamily(f"battery_hawk_mqtt_{name}", f"MQTT {key}", value=value)
 
 
+class _CodeCollector(Collector):
+    """Unknown enum codes per device and field (e.g. a Victron off reason), at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: CodeCountSource | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "battery_hawk_unknown_codes",
+            "Codes a decoder did not know (the field was published as null)",
+            labels=["device_id", "field"],
+        )
+        if self.source is not None:
+            try:
+                counts = {d: dict(c) for d, c in self.source().items()}
+            except Exception:  # a scrape must not fail because of one source
+                _LOG.debug("code count source failed", exc_info=True)
+                counts = {}
+            for device_id, fields in sorted(counts.items()):
+                for field, count in sorted(fields.items()):
+                    family.add_metric([device_id, field], float(count))
+        yield family
+
+
 class Metrics:
     """Every battery-hawk metric; the daemon calls the `observe_*` / `set_*` methods."""
 
@@ -162,6 +190,8 @@ class Metrics:
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         reg.register(self._mqtt)
+        self._codes = _CodeCollector()
+        reg.register(self._codes)
         self._labels: dict[str, tuple[str, str, str]] = {}
         self._reported: dict[str, set[str]] = {}  # device_id -> fields with a live gauge
         if process:
@@ -179,6 +209,10 @@ class Metrics:
     def bind_mqtt(self, source: MqttStatsSource | None) -> None:
         """Read MQTT figures from `source` at every scrape (None: no MQTT metrics)."""
         self._mqtt.source = source
+
+    def bind_unknown_codes(self, source: CodeCountSource | None) -> None:
+        """Read the decoders' unknown-code counts from `source` at every scrape."""
+        self._codes.source = source
 
     def _series(self) -> list[Gauge | Counter]:
         gauges = [gauge for gauge, _ in self._fields.values()]

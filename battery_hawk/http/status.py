@@ -112,6 +112,7 @@ def device_document(status: DeviceStatus) -> dict[str, object]:
             "seq": dr.seq,
             **{name: _finite(getattr(dr.reading, name)) for name in MEASUREMENT_FIELDS},
             "state": None if dr.reading.state is None else str(dr.reading.state),
+            "device_state": dr.reading.device_state,
             "rssi": dr.rssi,
         }
     return {

@@ -159,3 +159,12 @@ async def test_a_failing_sink_does_not_stop_the_coordinator(
     assert await coordinator.poll_once() is not None
     assert await coordinator.poll_once() is not None
     assert "handing on a reading failed" in caplog.text
+
+
+async def test_a_victron_device_is_announced_under_its_product_name(tmp_path: Path) -> None:
+    coordinator, transport, sink, _ = make(tmp_path, "victron")
+    assert coordinator.info.model == "Victron"  # before the first advert
+    adverts = [a for a in await transport.scan(1) if a.address == coordinator.config.address]
+    assert await coordinator.feed(adverts[0]) is not None
+    assert coordinator.info.model not in ("Victron", "")
+    assert sink.readings[0].device.model == coordinator.info.model
