@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from enum import Enum, auto
+from pathlib import Path
 
 from battery_hawk.http import Metrics
 from tests.http.conftest import CAR, CAR_READING
@@ -53,3 +55,17 @@ def test_a_failing_mqtt_stats_source_does_not_break_the_scrape() -> None:
     metrics = Metrics(process=False, mqtt_stats=broken)
     metrics.observe_reading(CAR_READING)
     assert b"battery_hawk_voltage_volts" in metrics.render()
+
+
+def test_unknown_decoder_codes_are_counted_per_device_and_field() -> None:
+    from battery_hawk.protocols import Victron
+
+    case = json.loads((Path(__file__).parents[1] / "protocols" / "captures"
+                       / "07_victron_orionxs_offreason_136.json").read_text())
+    driver = Victron(bytes.fromhex(case["key"]))
+    for frame in case["frames"]:
+        driver.decode(bytes.fromhex(frame))
+    metrics = Metrics(process=False)
+    metrics.bind_unknown_codes(lambda: {"orion": driver.unknown_codes})
+    text = metrics.render().decode()
+    assert 'battery_hawk_unknown_codes_total{device_id="orion",field="off_reason"} 2.0' in text

@@ -33,25 +33,6 @@ def test_bm7_poll_command_is_the_request_under_the_bm7_key() -> None:
     )
 
 
-def test_bm6_decodes_a_captured_charging_reply() -> None:
-    # Plaintext from marcomc/BMGateway python/tests/test_protocol_probe.py
-    # (test_decode_probe_packet_parses_bm6_code_two_as_charging): 20 degC, state 2,
-    # 100 %, 0x05b2 = 14.58 V; bytes 9..15 are the rapid accel/decel counters.
-    frame = encrypted("d155070014026405b20000000002ffff", BM6_KEY)
-    assert BM6().decode(frame) == Reading(
-        voltage=14.58, soc=100.0, temperature=20.0, state=BatteryState.CHARGING
-    )
-
-
-def test_bm7_decodes_a_captured_charging_reply() -> None:
-    # Plaintext from marcomc/BMGateway python/tests/test_protocol_probe.py
-    # (test_decode_probe_packet_parses_bm7_live_measurement): 14 degC, 100 %, 14.59 V.
-    frame = encrypted("d15507000e026405b300000000000000", BM7_KEY)
-    assert BM7().decode(frame) == Reading(
-        voltage=14.59, soc=100.0, temperature=14.0, state=BatteryState.CHARGING
-    )
-
-
 def test_temperature_sign_byte_one_means_below_zero() -> None:
     frame = encrypted("d155070105004b04e2", BM6_KEY)
     assert BM6().decode(frame) == Reading(
