@@ -33,7 +33,7 @@ async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -
     text = out.decode()
     assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in text and "demo ended" in text
     models = {json.loads(p)["model"] for _, p in sub.messages}
-    assert models == {"BM6", "BM7", "BM2", "Victron", "Battery Service"}
+    assert models == {"BM6", "BM7", "BM2", "SmartShunt 500A/50mV", "Battery Service"}
     assert "Traceback" not in err.decode()
 
 

@@ -30,6 +30,7 @@ HA_UNITS = {
     "duration": {"d", "h", "min", "s", "ms", "µs"},
     "energy": {"J", "kJ", "MJ", "GJ", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal"},
     "signal_strength": {"dB", "dBm"},
+    "apparent_power": {"VA", "mVA", "kVA"},
 }
 # State classes HA allows per device class (energy: totals only).
 HA_STATE_CLASSES = {"energy": {"total", "total_increasing"}}
@@ -83,7 +84,8 @@ def test_state_payload_is_the_documented_document() -> None:
         b'"model":"BM6","timestamp":"2026-11-22T19:00:00.123Z","seq":1234,'
         b'"voltage":12.84,"soc":87,"temperature":21.0,"current":null,"power":null,'
         b'"consumed_ah":null,"remaining_mins":null,"aux_voltage":null,"solar_power":null,'
-        b'"yield_today":null,"state":"normal","rssi":-67}'
+        b'"yield_today":null,"ac_apparent_power":null,"state":"normal","device_state":null,'
+        b'"rssi":-67}'
     )
 
 
