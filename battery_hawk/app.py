@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from battery_hawk.http import DeviceStatus as HttpDeviceStatus
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
 from battery_hawk.http.routes import Request, Response, json_response
 from battery_hawk.insight import AlertThresholds
+from battery_hawk.insight.device import InsightSettings
 from battery_hawk.models import DeviceInfo, DeviceReading
 from battery_hawk.mqtt import MQTTInterface
 from battery_hawk.pipeline import (
@@ -32,6 +34,7 @@ from battery_hawk.pipeline import (
     AlertStage,
     AlertState,
     DiscoveryStage,
+    InsightStage,
     MetricsStage,
     Pipeline,
     PublishStage,
@@ -108,8 +111,11 @@ class App:
             AlertEvents(self.topics),
             AlertState(self.topics),
         ])
+        self.insight = InsightStage(self._insight_settings_for)
+        self.alerting = AlertStage(self._thresholds_for, self._announced)
         self.pipeline = Pipeline([
-            AlertStage(self._thresholds_for, self._announced),
+            self.insight,
+            self.alerting,
             self.discovery,
             self.publishing,
             MetricsStage(self.metrics, self._stats),
@@ -216,6 +222,7 @@ class App:
             connect_timeout=self.config.bluetooth.connect_timeout,
         )
         self.coordinators[device.device_id] = coordinator
+        self.insight.start(device.device_id, time.time())
         if coordinator.passive:
             self._passive[device.address] = coordinator
         self.metrics.add_device(coordinator.info)
@@ -284,6 +291,7 @@ class App:
         self.metrics.set_online(device, online)
 
     def on_error(self, device: DeviceInfo, kind: str) -> None:
+        self.insight.failure(device.device_id, time.time())
         if kind == "decode":
             self.metrics.observe_decode_error(device)
         else:
@@ -297,8 +305,24 @@ class App:
         coordinator = self.coordinators.get(device_id)
         if coordinator is None:
             return None
-        a = coordinator.config.alerts
-        return AlertThresholds(a.low_voltage, a.low_soc, a.high_temperature)
+        device = coordinator.config
+        a = device.effective_alerts
+        return AlertThresholds(
+            a.low_voltage, a.low_soc, a.high_temperature,
+            voltage_band=a.hysteresis.voltage, soc_band=a.hysteresis.soc,
+            temperature_band=a.hysteresis.temperature, hold=a.hold,
+            low_temperature=a.low_temperature,
+            stale=offline_after(device.poll_interval) if a.stale else None,
+            poor_connection=a.poor_connection, high_error_rate=a.high_error_rate,
+        )
+
+    def _insight_settings_for(self, device_id: str) -> InsightSettings | None:
+        coordinator = self.coordinators.get(device_id)
+        if coordinator is None:
+            return None
+        device = coordinator.config
+        return InsightSettings(device.profile, device.poll_interval,
+                               device.effective_alerts.low_voltage, device.estimate_soc)
 
     async def _on_ha_status(self, _topic: str, payload: bytes) -> None:
         if payload.strip() != b"online":
@@ -365,6 +389,18 @@ class App:
             self._seq.flush_if_due()  # a quiet device must not keep its seq only in memory
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
+            await self._check_alerts_between_readings()
+
+    async def _check_alerts_between_readings(self) -> None:
+        """Stale, poor_connection and high_error_rate change without a reading too."""
+        now = datetime.now(UTC)
+        for did, coordinator in list(self.coordinators.items()):
+            changes = self.alerting.check(did, coordinator.info.name, now,
+                                          coordinator.silent_for(),
+                                          self.insight.link(did, now.timestamp()))
+            if changes:
+                await self.publishing.publish_alerts(did, self.alerting.status(did), changes,
+                                                     now)
 
     async def _stats_loop(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from battery_hawk.errors import ConfigError
+from battery_hawk.insight.profile import NOMINAL_VOLTAGES, BatteryProfile, Chemistry
 
 __all__ = [
     "CREDENTIALS_ENV",
@@ -33,6 +34,7 @@ __all__ = [
     "Config",
     "DeviceConfig",
     "HttpConfig",
+    "HysteresisConfig",
     "LoggingConfig",
     "MqttConfig",
     "StorageConfig",
@@ -49,6 +51,7 @@ PASSWORD_CREDENTIAL = "mqtt"
 _MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_CHEMISTRIES = tuple(str(c) for c in Chemistry)
 
 
 def _bounds(lo: float | None = None, hi: float | None = None, *, above: bool = False) -> Any:
@@ -100,13 +103,42 @@ class MqttConfig:
     message_retry_limit: int = field(default=3, metadata=_bounds(0))
 
 
+PROFILE_DEFAULT: float = math.nan
+"""Default of an alert setting that follows the device's battery profile (never in YAML)."""
+
+
+def _from_profile(value: float | None) -> bool:
+    return value is not None and math.isnan(value)
+
+
+@dataclass(frozen=True, slots=True)
+class HysteresisConfig:
+    """How far a value must come back past its threshold before an alert clears."""
+
+    voltage: float = field(default=PROFILE_DEFAULT, metadata=_bounds(0))  # V
+    soc: float = field(default=2.0, metadata=_bounds(0, 100))  # percentage points
+    temperature: float = field(default=2.0, metadata=_bounds(0, 50))  # °C
+
+
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    """Thresholds for a 12 V battery by default; null switches an alert off."""
+    """Alert thresholds; null switches an alert off.
 
-    low_voltage: float | None = field(default=11.8, metadata=_bounds(0))
+    low_voltage, high_temperature, low_temperature and the voltage hysteresis follow the
+    device's battery profile unless given (see DeviceConfig.effective_alerts).
+    """
+
+    low_voltage: float | None = field(default=PROFILE_DEFAULT, metadata=_bounds(0))
     low_soc: float | None = field(default=20.0, metadata=_bounds(0, 100))
-    high_temperature: float | None = field(default=55.0, metadata=_bounds(-40, 150))
+    high_temperature: float | None = field(default=PROFILE_DEFAULT,
+                                           metadata=_bounds(-40, 150))
+    low_temperature: float | None = field(default=PROFILE_DEFAULT,
+                                          metadata=_bounds(-40, 50))
+    stale: bool = True
+    poor_connection: bool = True
+    high_error_rate: float | None = field(default=50.0, metadata=_bounds(0, 100))
+    hysteresis: HysteresisConfig = field(default_factory=HysteresisConfig)
+    hold: float = field(default=60.0, metadata=_bounds(0, 86400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +150,31 @@ class DeviceConfig:
     poll_interval: float = field(default=60.0, metadata=_bounds(1))
     key: bytes | None = field(default=None, repr=False)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    chemistry: str = field(default="lead_acid", metadata=_choice(*_CHEMISTRIES))
+    nominal_voltage: int = field(default=12, metadata=_bounds(12, 48))
+    estimate_soc: bool = True
+
+    @property
+    def profile(self) -> BatteryProfile:
+        """The battery's chemistry and nominal voltage."""
+        return BatteryProfile(Chemistry(self.chemistry), self.nominal_voltage)
+
+    @property
+    def effective_alerts(self) -> AlertConfig:
+        """The alert settings with every profile default filled in."""
+        a = self.alerts
+        profile = self.profile
+        return dataclasses.replace(
+            a,
+            low_voltage=profile.low_voltage if _from_profile(a.low_voltage) else a.low_voltage,
+            high_temperature=profile.high_temperature if _from_profile(a.high_temperature)
+            else a.high_temperature,
+            low_temperature=profile.charge_min_temperature
+            if _from_profile(a.low_temperature) else a.low_temperature,
+            hysteresis=dataclasses.replace(
+                a.hysteresis, voltage=profile.voltage_band
+                if _from_profile(a.hysteresis.voltage) else a.hysteresis.voltage),
+        )
 
     @property
     def device_id(self) -> str:
@@ -167,7 +224,8 @@ class Config:
             data["mqtt"]["password"] = "***"
         if data["http"]["admin_token"] is not None:
             data["http"]["admin_token"] = "***"
-        for device in data["devices"]:
+        for device, typed in zip(data["devices"], self.devices, strict=True):
+            device["alerts"] = dataclasses.asdict(typed.effective_alerts)
             if device["key"] is not None:
                 device["key"] = "***"
         return data
@@ -282,6 +340,10 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
             where = f"; {VICTRON_KEY_HELP}" if device.type == "victron" else ""
             raise ConfigError(f"a {device.type} device needs its key (32 hex digits){where}",
                               file=file, key=f"{key}.key")
+        if device.nominal_voltage not in NOMINAL_VOLTAGES:
+            raise ConfigError(
+                f"nominal_voltage must be one of {', '.join(map(str, NOMINAL_VOLTAGES))}, "
+                f"got {device.nominal_voltage}", file=file, key=f"{key}.nominal_voltage")
         for ident in (device.address, device.device_id):
             if ident in seen:
                 raise ConfigError(f"{ident} is also devices[{seen[ident]}]", file=file, key=key)

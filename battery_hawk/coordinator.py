@@ -145,6 +145,7 @@ class DeviceCoordinator:
         # fetch_reading bounds connecting and reading; this bounds the whole visit, so a
         # wedged BlueZ cannot hold the loop (and the watchdog that watches it) for good
         limit = 3 * self._connect_timeout + 5
+        started = self._clock()
         try:
             async with asyncio.timeout(limit):
                 reading = await fetch_reading(self._transport, self.config.address,
@@ -166,7 +167,7 @@ class DeviceCoordinator:
             self._fail("transport", exc, unexpected=True)
             return None
         self._breaker.record_success()
-        await self._emit(reading, rssi=None)
+        await self._emit(reading, rssi=None, duration=self._clock() - started)
         return reading
 
     async def feed(self, adv: Advertisement) -> Reading | None:
@@ -187,6 +188,11 @@ class DeviceCoordinator:
         await self._emit(reading, rssi=adv.rssi)
         return reading
 
+    def silent_for(self) -> float:
+        """Seconds since the last reading (since the coordinator started, before the first)."""
+        since = self.status.last_seen if self.status.last_seen is not None else self._started
+        return self._clock() - since
+
     async def check_availability(self) -> None:
         """Mark the device offline once it has been silent too long (called periodically)."""
         silent_since = self.status.last_seen if self.status.last_seen is not None else self._started
@@ -198,15 +204,17 @@ class DeviceCoordinator:
                          self.info.address, self._clock() - silent_since)
             await self._sink.on_availability(self.info, False)
 
-    async def _emit(self, reading: Reading, rssi: int | None) -> None:
+    async def _emit(self, reading: Reading, rssi: int | None,
+                    duration: float | None = None) -> None:
         """Stamp and hand on a reading; a failure downstream is logged, never raised."""
         try:
-            await self._stamp_and_send(reading, rssi)
+            await self._stamp_and_send(reading, rssi, duration)
         except Exception:
             _log.exception("%s (%s): handing on a reading failed", self.info.name,
                            self.info.address)
 
-    async def _stamp_and_send(self, reading: Reading, rssi: int | None) -> None:
+    async def _stamp_and_send(self, reading: Reading, rssi: int | None,
+                              duration: float | None) -> None:
         now = self._clock()
         self._last_emit = now
         # a driver that learns the product name from the device (Victron's model id)
@@ -219,6 +227,7 @@ class DeviceCoordinator:
             timestamp=datetime.now(UTC),
             seq=self._seq.next(self.info.device_id),
             rssi=rssi,
+            duration=duration,
         )
         status = self.status
         status.last_reading, status.last_seen, status.readings = stamped, now, status.readings + 1

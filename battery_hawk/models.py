@@ -114,3 +114,4 @@ class DeviceReading:
     timestamp: datetime
     seq: int
     rssi: int | None = None
+    duration: float | None = None  # seconds the visit took (connect + exchange); None if passive

@@ -126,8 +126,11 @@ def _dumps(doc: Mapping[str, object]) -> bytes:
         raise PayloadError(f"cannot serialise payload: {exc}") from exc
 
 
-def state_payload(dr: DeviceReading) -> bytes:
-    """The retained state document (docs/mqtt.md), compact JSON in UTF-8."""
+def state_payload(dr: DeviceReading, extra: Mapping[str, object] | None = None) -> bytes:
+    """The retained state document (docs/mqtt.md), compact JSON in UTF-8.
+
+    ``extra`` adds derived fields after the measured ones (trend, soc_estimated, ...).
+    """
     doc: dict[str, object] = {
         "device_id": dr.device.device_id,
         "address": dr.device.address,
@@ -145,6 +148,8 @@ def state_payload(dr: DeviceReading) -> bytes:
     doc["state"] = None if state is None else str(state)
     doc["device_state"] = dr.reading.device_state
     doc["rssi"] = dr.rssi
+    if extra:
+        doc.update(extra)
     return _dumps(doc)
 
 
@@ -190,6 +195,16 @@ SENSOR_SPECS: Final[Mapping[str, SensorSpec]] = {
         "Device state", None, None, state_class=None, icon="mdi:state-machine"
     ),
     "rssi": SensorSpec("Signal strength", "signal_strength", "dBm", precision=0, diagnostic=True),
+    # Derived by battery-hawk's insight (docs/mqtt.md), not measured by the monitor.
+    "trend": SensorSpec("Trend", None, None, state_class=None, icon="mdi:chart-line"),
+    "voltage_slope": SensorSpec("Voltage slope", None, "V/h", precision=3,
+                                icon="mdi:slope-uphill"),
+    "time_to_low_mins": SensorSpec("Time to low voltage", "duration", "min", precision=0),
+    "soc_estimated": SensorSpec("Estimated state of charge", "battery", "%", precision=0),
+    "connection_quality": SensorSpec("Connection quality", None, None, state_class=None,
+                                     icon="mdi:bluetooth-connect", diagnostic=True),
+    "success_rate": SensorSpec("Read success rate", None, "%", precision=1,
+                               icon="mdi:percent", diagnostic=True),
 }
 
 DISCOVERABLE_FIELDS: Final[tuple[str, ...]] = tuple(SENSOR_SPECS)
@@ -198,6 +213,10 @@ ALERT_NAMES: Final[Mapping[str, str]] = {
     "low_voltage": "Low voltage",
     "low_soc": "Low state of charge",
     "high_temperature": "High temperature",
+    "low_temperature": "Charging below freezing",
+    "stale": "No recent reading",
+    "poor_connection": "Poor connection",
+    "high_error_rate": "High read error rate",
 }
 
 

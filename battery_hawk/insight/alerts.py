@@ -7,9 +7,15 @@ Between the two edges the alert keeps its state, so a value hovering at the thre
 (measurement noise, a load switching on and off) yields one alert, not a stream of them.
 
 Default bands: 0.1 V, 2 percentage points of SoC, 2 °C; the voltage band is about twice the
-noise of a 12 V monitor at rest. ``hold`` (seconds, default 0) additionally requires the
-condition to persist before an alert raises, e.g. to ignore a starter battery's cranking
-dip; clearing never waits.
+noise of a 12 V monitor at rest. ``hold`` (seconds, default 0) additionally requires a
+measured condition (voltage, SoC, temperature) to persist before an alert raises, e.g. to
+ignore a starter battery's cranking dip; clearing never waits.
+
+Besides the measurements, alerts watch signals the daemon derives (see ``Signals``):
+``low_temperature`` is the temperature while charging (charging a lithium battery below
+0 °C plates lithium; when charging stops the alert clears), ``stale`` the seconds since the
+last reading against the offline period, ``poor_connection`` the link grade (raised at
+POOR, cleared at GOOD), ``high_error_rate`` the share of failed reads in % (band 5 points).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "AlertKind",
     "AlertStatus",
     "AlertThresholds",
+    "Signals",
     "alert_payload",
     "alert_state_payload",
 ]
@@ -42,14 +49,35 @@ class AlertKind(StrEnum):
     LOW_VOLTAGE = "low_voltage"
     LOW_SOC = "low_soc"
     HIGH_TEMPERATURE = "high_temperature"
+    LOW_TEMPERATURE = "low_temperature"
+    STALE = "stale"
+    POOR_CONNECTION = "poor_connection"
+    HIGH_ERROR_RATE = "high_error_rate"
 
 
-# kind -> (Reading field, True if the alert fires below the threshold)
-_RULES: Mapping[AlertKind, tuple[str, bool]] = {
-    AlertKind.LOW_VOLTAGE: ("voltage", True),
-    AlertKind.LOW_SOC: ("soc", True),
-    AlertKind.HIGH_TEMPERATURE: ("temperature", False),
+# kind -> (signal, True if the alert fires below the threshold, band attribute or None)
+_RULES: Mapping[AlertKind, tuple[str, bool, str | None]] = {
+    AlertKind.LOW_VOLTAGE: ("voltage", True, "voltage_band"),
+    AlertKind.LOW_SOC: ("soc", True, "soc_band"),
+    AlertKind.HIGH_TEMPERATURE: ("temperature", False, "temperature_band"),
+    AlertKind.LOW_TEMPERATURE: ("charging_temperature", True, "temperature_band"),
+    AlertKind.STALE: ("silent_s", False, None),
+    AlertKind.POOR_CONNECTION: ("quality", True, None),
+    AlertKind.HIGH_ERROR_RATE: ("error_rate", False, None),
 }
+_HELD = frozenset({AlertKind.LOW_VOLTAGE, AlertKind.LOW_SOC, AlertKind.HIGH_TEMPERATURE,
+                   AlertKind.LOW_TEMPERATURE})
+_FIXED_BANDS: Mapping[AlertKind, float] = {
+    AlertKind.STALE: 0.0,
+    AlertKind.POOR_CONNECTION: 1.0,  # raised at POOR (1), cleared at GOOD (2)
+    AlertKind.HIGH_ERROR_RATE: 5.0,
+}
+POOR_CONNECTION_THRESHOLD = 1.0  # Quality.POOR
+
+Signals = Mapping[str, float | None]
+"""Signal name -> value: the Reading fields, plus charging_temperature (°C, None when not
+charging), silent_s (s since the last reading), quality (0 CRITICAL .. 3 EXCELLENT) and
+error_rate (% of failed reads). A missing or None signal leaves its alerts as they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +91,10 @@ class AlertThresholds:
     soc_band: float = 2.0
     temperature_band: float = 2.0
     hold: float = 0.0
+    low_temperature: float | None = None
+    stale: float | None = None  # seconds without a reading
+    poor_connection: bool = False
+    high_error_rate: float | None = None  # % of failed reads
 
     def __post_init__(self) -> None:
         for name in ("voltage_band", "soc_band", "temperature_band", "hold"):
@@ -74,12 +106,16 @@ class AlertThresholds:
         return tuple(kind for kind in AlertKind if self.threshold(kind) is not None)
 
     def threshold(self, kind: AlertKind) -> float | None:
+        if kind is AlertKind.POOR_CONNECTION:
+            return POOR_CONNECTION_THRESHOLD if self.poor_connection else None
         value: float | None = getattr(self, str(kind))
         return value
 
     def band(self, kind: AlertKind) -> float:
-        field, _ = _RULES[kind]
-        band: float = getattr(self, f"{field}_band")
+        _, _, attribute = _RULES[kind]
+        if attribute is None:
+            return _FIXED_BANDS[kind]
+        band: float = getattr(self, attribute)
         return band
 
 
@@ -127,30 +163,42 @@ class AlertEvaluator:
 
     def evaluate(self, reading: Reading, now: datetime) -> list[AlertChange]:
         """Feed one reading; returns the alerts that raised or cleared because of it."""
+        return self.evaluate_signals(reading.measurements(), now)
+
+    def evaluate_signals(self, signals: Signals, now: datetime,
+                         released: Iterable[AlertKind] = ()) -> list[AlertChange]:
+        """Feed derived signals; the alerts that raised or cleared because of them.
+
+        A kind in ``released`` counts as not breached whatever its value (e.g.
+        low_temperature once charging stopped): it clears at once if active.
+        """
+        free = set(released)
         changes: list[AlertChange] = []
         for kind, current in self._status.items():
-            field, low = _RULES[kind]
-            value = getattr(reading, field)
+            signal, low, _ = _RULES[kind]
+            value = signals.get(signal)
             if value is None or not math.isfinite(value):
                 continue  # not reported this time: nothing is known, keep the state
             value = float(value)
             threshold = current.threshold
             band = self._thresholds.band(kind)
             if current.active:
-                cleared = value >= threshold + band if low else value <= threshold - band
+                cleared = kind in free or (
+                    value >= threshold + band if low else value <= threshold - band)
                 if cleared:
                     self._status[kind] = AlertStatus(False, threshold, value, now)
                     changes.append(AlertChange(kind, False, value, threshold))
                 else:
                     self._status[kind] = AlertStatus(True, threshold, value, current.since)
                 continue
-            breached = value <= threshold if low else value >= threshold
+            breached = kind not in free and (value <= threshold if low else value >= threshold)
             if not breached:
                 self._pending.pop(kind, None)
                 self._status[kind] = AlertStatus(False, threshold, value, current.since)
                 continue
             first = self._pending.setdefault(kind, now)
-            if (now - first).total_seconds() >= self._thresholds.hold:
+            hold = self._thresholds.hold if kind in _HELD else 0.0
+            if (now - first).total_seconds() >= hold:
                 self._pending.pop(kind, None)
                 self._status[kind] = AlertStatus(True, threshold, value, now)
                 changes.append(AlertChange(kind, True, value, threshold))

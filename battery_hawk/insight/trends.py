@@ -1,4 +1,5 @@
-"""Cheap trends over recent readings: voltage slope, and a rest-voltage SoC estimate (pure)."""
+"""Cheap trends over recent readings: voltage slope, charging / discharging / idle, the time
+until a low-voltage threshold, and a 12 V lead-acid rest-voltage SoC estimate (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import math
 from bisect import bisect_left
 from collections import deque
 from datetime import datetime
+from enum import StrEnum
 
-__all__ = ["VoltageTrend", "lead_acid_rest_soc"]
+__all__ = [
+    "IDLE_CURRENT_A",
+    "Trend",
+    "VoltageTrend",
+    "classify_trend",
+    "hours_to_threshold",
+    "lead_acid_rest_soc",
+]
 
 
 class VoltageTrend:
@@ -15,8 +24,11 @@ class VoltageTrend:
 
     A slope needs at least `min_points` samples spanning at least `min_span_s`; before
     that it is None rather than a number made from noise. Memory is bounded by
-    `max_points` whatever the reading rate.
+    `max_points` whatever the reading rate. Running sums make add and slope O(1); they
+    are rebuilt from the samples now and then so rounding cannot pile up.
     """
+
+    _REBUILD_EVERY = 1024
 
     def __init__(
         self,
@@ -31,7 +43,11 @@ class VoltageTrend:
         self._window = window_s
         self._min_points = min_points
         self._min_span = min_span_s
-        self._points: deque[tuple[float, float]] = deque(maxlen=max_points)
+        self._max_points = max_points
+        self._points: deque[tuple[float, float]] = deque()
+        self._origin = 0.0
+        self._sums = [0.0, 0.0, 0.0, 0.0]  # t, v, t*t, t*v with t relative to _origin
+        self._adds = 0
 
     def add(self, at: datetime, voltage: float | None) -> None:
         """Record one sample; None, non-finite values and time going backwards are skipped."""
@@ -40,21 +56,46 @@ class VoltageTrend:
         t = at.timestamp()
         if self._points and t < self._points[-1][0]:
             return
+        if not self._points:
+            self._origin = t
         self._points.append((t, float(voltage)))
-        while self._points and t - self._points[0][0] > self._window:
-            self._points.popleft()
+        self._account(t, float(voltage), 1.0)
+        while len(self._points) > self._max_points or t - self._points[0][0] > self._window:
+            old_t, old_v = self._points.popleft()
+            self._account(old_t, old_v, -1.0)
+        self._adds += 1
+        if self._adds % self._REBUILD_EVERY == 0:
+            self._rebuild()
+
+    def _account(self, t: float, v: float, sign: float) -> None:
+        x = t - self._origin
+        sums = self._sums
+        sums[0] += sign * x
+        sums[1] += sign * v
+        sums[2] += sign * x * x
+        sums[3] += sign * x * v
+
+    def _rebuild(self) -> None:
+        self._origin = self._points[0][0] if self._points else 0.0
+        self._sums = [0.0, 0.0, 0.0, 0.0]
+        for t, v in self._points:
+            self._account(t, v, 1.0)
+
+    @property
+    def samples(self) -> list[tuple[float, float]]:
+        """The (Unix time, volts) samples in the window, oldest first."""
+        return list(self._points)
 
     def slope_per_hour(self) -> float | None:
         """dV/dt in volts per hour, or None while there is too little data."""
         n = len(self._points)
         if n < self._min_points or self._points[-1][0] - self._points[0][0] < self._min_span:
             return None
-        t0 = self._points[0][0]
-        mean_t = sum(t - t0 for t, _ in self._points) / n
-        mean_v = sum(v for _, v in self._points) / n
-        cov = sum((t - t0 - mean_t) * (v - mean_v) for t, v in self._points)
-        var = sum((t - t0 - mean_t) ** 2 for t, _ in self._points)
-        return None if var == 0 else cov / var * 3600.0
+        st, sv, stt, stv = self._sums
+        var = stt - st * st / n
+        if var <= 1e-9:
+            return None
+        return (stv - st * sv / n) / var * 3600.0
 
 
 # Open-circuit voltage of a 12 V flooded lead-acid battery at rest (no current for some
@@ -85,3 +126,67 @@ def lead_acid_rest_soc(voltage: float) -> float:
     i = bisect_left(volts, voltage)
     (v0, s0), (v1, s1) = _REST_TABLE[i - 1], _REST_TABLE[i]
     return s0 + (s1 - s0) * (voltage - v0) / (v1 - v0)
+
+
+class Trend(StrEnum):
+    """What the battery is doing, judged from its current or its voltage slope."""
+
+    CHARGING = "charging"
+    DISCHARGING = "discharging"
+    IDLE = "idle"
+
+
+IDLE_CURRENT_A = 0.1
+"""|current| in A under which a battery counts as idle (a monitor's own draw, noise)."""
+
+_STATE_TRENDS = {"charging": Trend.CHARGING, "discharging": Trend.DISCHARGING,
+                 "idle": Trend.IDLE}
+
+
+def classify_trend(
+    current: float | None,
+    slope_per_hour: float | None,
+    idle_slope: float,
+    state: str | None = None,
+) -> Trend | None:
+    """Charging / discharging / idle; None while nothing tells.
+
+    A measured current decides first (positive charges); then the monitor's own state
+    word (charging, discharging, idle); then the voltage slope in V/h against
+    ``idle_slope``.
+    """
+    if current is not None and math.isfinite(current):
+        if current > IDLE_CURRENT_A:
+            return Trend.CHARGING
+        if current < -IDLE_CURRENT_A:
+            return Trend.DISCHARGING
+        return Trend.IDLE
+    if state is not None and str(state) in _STATE_TRENDS:
+        return _STATE_TRENDS[str(state)]
+    if slope_per_hour is None:
+        return None
+    if slope_per_hour > idle_slope:
+        return Trend.CHARGING
+    if slope_per_hour < -idle_slope:
+        return Trend.DISCHARGING
+    return Trend.IDLE
+
+
+MAX_TIME_TO_LOW_H = 24.0 * 30
+"""Beyond a month the projection says nothing useful: no figure then."""
+
+
+def hours_to_threshold(voltage: float | None, slope_per_hour: float | None,
+                       threshold: float | None) -> float | None:
+    """Hours until a falling voltage reaches ``threshold`` at the current slope.
+
+    None unless the voltage is above the threshold and falling; 0 once it is at or below.
+    """
+    if voltage is None or slope_per_hour is None or threshold is None:
+        return None
+    if voltage <= threshold:
+        return 0.0
+    if slope_per_hour >= 0:
+        return None
+    hours = (voltage - threshold) / -slope_per_hour
+    return hours if hours <= MAX_TIME_TO_LOW_H else None

@@ -7,6 +7,7 @@ the chain and is the only place that knows the order.
 from battery_hawk.pipeline.alerts import AlertStage
 from battery_hawk.pipeline.base import Pipeline, ProcessedReading, PublishFn, Stage
 from battery_hawk.pipeline.discovery import DiscoveryStage
+from battery_hawk.pipeline.insight import InsightStage
 from battery_hawk.pipeline.metrics import MetricsStage
 from battery_hawk.pipeline.publish import (
     AlertEvents,
@@ -22,6 +23,7 @@ __all__ = [
     "AlertStage",
     "AlertState",
     "DiscoveryStage",
+    "InsightStage",
     "MetricsStage",
     "Outgoing",
     "Output",

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from battery_hawk.insight.alerts import AlertChange, AlertKind, AlertStatus
+from battery_hawk.insight.device import Insight
 from battery_hawk.models import DeviceReading
 
 __all__ = ["Pipeline", "ProcessedReading", "PublishFn", "Stage"]
@@ -28,11 +29,13 @@ _EMPTY: Mapping[AlertKind, AlertStatus] = MappingProxyType({})
 class ProcessedReading:
     """One reading and what the stages before learnt about it.
 
-    ``alerts`` is every configured alert kind of the device with its state after this
-    reading; ``alert_changes`` the kinds that raised or cleared because of it.
+    ``insight`` is what the device's recent readings say; ``alerts`` every alert kind of
+    the device (configured, and for a field the device reports) with its state after
+    this reading; ``alert_changes`` the kinds that raised or cleared because of it.
     """
 
     reading: DeviceReading
+    insight: Insight | None = None
     alerts: Mapping[AlertKind, AlertStatus] = field(default_factory=lambda: _EMPTY)
     alert_changes: tuple[AlertChange, ...] = ()
 

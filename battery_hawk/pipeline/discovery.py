@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 from battery_hawk.models import DeviceInfo
 from battery_hawk.pipeline.base import ProcessedReading, PublishFn
-from battery_hawk.publisher import Topics, discovery_messages, reported_fields
+from battery_hawk.publisher import (
+    DISCOVERABLE_FIELDS,
+    Topics,
+    discovery_messages,
+    reported_fields,
+)
 from battery_hawk.storage import Announcements
 
 __all__ = ["DiscoveryStage"]
@@ -37,8 +42,11 @@ class DiscoveryStage:
         did = device.device_id
         kinds = tuple(str(k) for k in item.alerts)
         before = self._announced.get(did).alerts
-        if self._announced.update(did, reported_fields(item.reading), kinds,
-                                  self.fingerprint(device)):
+        fields = reported_fields(item.reading)
+        if item.insight is not None:
+            derived = {k for k, v in item.insight.payload_fields().items() if v is not None}
+            fields = (*fields, *(f for f in DISCOVERABLE_FIELDS if f in derived))
+        if self._announced.update(did, fields, kinds, self.fingerprint(device)):
             await self.announce(device)
             node = self._topics.device_identifier(did)
             for kind in set(before) - set(kinds):  # an alert switched off loses its entity

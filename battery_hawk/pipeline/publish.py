@@ -6,14 +6,29 @@ streams (another topic for the same reading) are a new output, not a change here
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from battery_hawk.insight.alerts import alert_payload, alert_state_payload
+from battery_hawk.insight.alerts import (
+    AlertChange,
+    AlertKind,
+    AlertStatus,
+    alert_payload,
+    alert_state_payload,
+)
 from battery_hawk.pipeline.base import ForgetsDevices, ProcessedReading, PublishFn
 from battery_hawk.publisher import Topics, state_payload
 
-__all__ = ["AlertEvents", "AlertState", "Outgoing", "Output", "PublishStage", "StateOutput"]
+__all__ = [
+    "AlertEvents",
+    "AlertOutput",
+    "AlertState",
+    "Outgoing",
+    "Output",
+    "PublishStage",
+    "StateOutput",
+]
 
 
 class Outgoing(NamedTuple):
@@ -28,6 +43,14 @@ Output = Callable[[ProcessedReading], Iterable[Outgoing]]
 """Messages for one reading; may keep per-device state (then it also has ``forget``)."""
 
 
+@runtime_checkable
+class AlertOutput(Protocol):
+    """An output that also speaks for alert changes found between readings."""
+
+    def alert_messages(self, device_id: str, alerts: Mapping[AlertKind, AlertStatus],
+                       changes: Sequence[AlertChange], at: datetime) -> Iterable[Outgoing]: ...
+
+
 class StateOutput:
     """The retained state document on ``P/device/D/state``."""
 
@@ -35,8 +58,9 @@ class StateOutput:
         self._topics = topics
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
-        yield Outgoing(self._topics.device_state(item.device_id), state_payload(item.reading),
-                       True)
+        extra = None if item.insight is None else item.insight.payload_fields()
+        yield Outgoing(self._topics.device_state(item.device_id),
+                       state_payload(item.reading, extra), True)
 
 
 class AlertEvents:
@@ -46,9 +70,14 @@ class AlertEvents:
         self._topics = topics
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
-        for change in item.alert_changes:
-            yield Outgoing(self._topics.device_alert(item.device_id),
-                           alert_payload(item.device_id, change, item.reading.timestamp), False)
+        return self.alert_messages(item.device_id, item.alerts, item.alert_changes,
+                                   item.reading.timestamp)
+
+    def alert_messages(self, device_id: str, alerts: Mapping[AlertKind, AlertStatus],
+                       changes: Sequence[AlertChange], at: datetime) -> Iterable[Outgoing]:
+        for change in changes:
+            yield Outgoing(self._topics.device_alert(device_id),
+                           alert_payload(device_id, change, at), False)
 
 
 class AlertState:
@@ -63,12 +92,16 @@ class AlertState:
         self._sent: set[str] = set()
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
-        did = item.device_id
-        if not item.alert_changes and did in self._sent:
+        return self.alert_messages(item.device_id, item.alerts, item.alert_changes,
+                                   item.reading.timestamp)
+
+    def alert_messages(self, device_id: str, alerts: Mapping[AlertKind, AlertStatus],
+                       changes: Sequence[AlertChange], at: datetime) -> Iterable[Outgoing]:
+        if not changes and device_id in self._sent:
             return
-        self._sent.add(did)
-        yield Outgoing(self._topics.device_alerts(did),
-                       alert_state_payload(did, item.alerts, item.reading.timestamp), True)
+        self._sent.add(device_id)
+        yield Outgoing(self._topics.device_alerts(device_id),
+                       alert_state_payload(device_id, alerts, at), True)
 
     def forget(self, device_id: str) -> None:
         self._sent.discard(device_id)
@@ -90,6 +123,14 @@ class PublishStage:
             for message in output(item):
                 await self._publish(message.topic, message.payload, message.retain)
         return item
+
+    async def publish_alerts(self, device_id: str, alerts: Mapping[AlertKind, AlertStatus],
+                             changes: Sequence[AlertChange], at: datetime) -> None:
+        """Publish alert changes found between readings through the alert outputs."""
+        for output in self._outputs:
+            if isinstance(output, AlertOutput):
+                for message in output.alert_messages(device_id, alerts, changes, at):
+                    await self._publish(message.topic, message.payload, message.retain)
 
     def forget(self, device_id: str) -> None:
         for output in self._outputs:

@@ -127,7 +127,7 @@ async def test_an_alert_raised_before_a_restart_is_not_raised_again(
     for _ in range(2):
         app, _ = make_app(tmp_path, mosquitto.port, count=1)
         device = app.config.devices[0]
-        always_low = dataclasses.replace(device.alerts, low_voltage=30.0)  # every 12 V reading
+        always_low = dataclasses.replace(device.alerts, low_voltage=30.0, hold=0.0)  # every reading
         app = App(dataclasses.replace(app.config, devices=(
             dataclasses.replace(device, alerts=always_low),)), transport=app.transport)
         async with app:
