@@ -1,4 +1,4 @@
-"""Pure insight on readings: threshold alerts with hysteresis, voltage trends."""
+"""Pure insight on readings: battery profiles, trends, link quality, alerts."""
 
 from battery_hawk.insight.alerts import (
     AlertChange,
@@ -9,7 +9,10 @@ from battery_hawk.insight.alerts import (
     alert_payload,
     alert_state_payload,
 )
-from battery_hawk.insight.trends import VoltageTrend, lead_acid_rest_soc
+from battery_hawk.insight.device import DeviceInsight, Insight, InsightSettings
+from battery_hawk.insight.profile import BatteryProfile, Chemistry
+from battery_hawk.insight.quality import LinkReport, LinkWindow, Quality
+from battery_hawk.insight.trends import Trend, VoltageTrend, lead_acid_rest_soc
 
 __all__ = [
     "AlertChange",
@@ -17,6 +20,15 @@ __all__ = [
     "AlertKind",
     "AlertStatus",
     "AlertThresholds",
+    "BatteryProfile",
+    "Chemistry",
+    "DeviceInsight",
+    "Insight",
+    "InsightSettings",
+    "LinkReport",
+    "LinkWindow",
+    "Quality",
+    "Trend",
     "VoltageTrend",
     "alert_payload",
     "alert_state_payload",
