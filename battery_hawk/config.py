@@ -205,6 +205,8 @@ class LoggingConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     path: str = "/var/lib/battery-hawk"
+    spool: bool = True  # keep undelivered MQTT messages on disk (spool.sqlite under path)
+    max_spool_mb: float = field(default=64.0, metadata=_bounds(0, above=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import psutil
 
 from battery_hawk.config import Config
 from battery_hawk.mqtt import BrokerSettings, MQTTInterface, ReconnectionConfig, TLSSettings
+from battery_hawk.mqtt.spool import Spool
 from battery_hawk.publisher import Topics
 
 if TYPE_CHECKING:
@@ -47,8 +48,11 @@ def build_mqtt(config: Config) -> MQTTInterface:
         message_queue_size=m.message_queue_size,
         message_retry_limit=m.message_retry_limit,
     )
+    storage = config.storage
+    spool = (Spool(storage.path, int(storage.max_spool_mb * 1024 * 1024))
+             if storage.spool else None)
     return MQTTInterface(broker, reconnection, status_topic=topics.gateway_status,
-                         default_qos=m.qos)
+                         default_qos=m.qos, spool=spool)
 
 
 class GatewayStats:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
 from battery_hawk.errors import PayloadError
 
+from .backlog import Backlog
 from .backoff import ReconnectionConfig, retry_delay
 from .link import Link, LinkError
 from .payload import check_size, encode_payload, validate_topic
@@ -19,9 +22,12 @@ from .processor import Counters, DeadLetterHook, QueueProcessor
 from .queue import MessageQueue, QueuedMessage
 from .session import MessageCallback, Session, Subscriptions
 from .settings import BrokerSettings, ConnectionState, MQTTStats, build_ssl_context
+from .spool import Spool
 from .supervisor import Supervisor, raise_if_cancelled, stop_tasks
 
-__all__ = ["DeadLetterHook", "MQTTInterface", "MessageCallback"]
+__all__ = ["ConnectedHook", "DeadLetterHook", "MQTTInterface", "MessageCallback"]
+
+ConnectedHook = Callable[[], Awaitable[None] | None]
 
 _LOG = logging.getLogger("battery_hawk.mqtt")
 
@@ -36,6 +42,10 @@ class MQTTInterface(Supervisor):
     awaiting their acknowledgement; a message leaves the queue only once acknowledged.
     A connection task reconnects with jittered exponential backoff, and a health-check
     task verifies the link every ``health_check_interval``.
+
+    With a ``spool`` every message that cannot go out at once is on disk before
+    ``publish()`` returns, and what does not fit in memory waits there (backlog.py).
+    Hooks added with ``add_connected_hook`` run after every new session is ready.
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class MQTTInterface(Supervisor):
         default_qos: int = 1,
         on_dead_letter: DeadLetterHook | None = None,
         rng: random.Random | None = None,
+        spool: Spool | None = None,
     ) -> None:
         if default_qos not in (0, 1, 2):
             raise ValueError(f"default_qos must be 0, 1 or 2, got {default_qos!r}")
@@ -60,6 +71,10 @@ class MQTTInterface(Supervisor):
         self._rng = rng or random.Random()
         self._ssl_context = build_ssl_context(broker.tls) if broker.tls.enabled else None
         self._queue = MessageQueue(self.config.message_queue_size)
+        self._backlog = Backlog(self._queue, spool, self.config.max_in_flight,
+                                self._dead_letter)
+        self._opened = False
+        self._connected_hooks: list[ConnectedHook] = []
         self._seq = itertools.count()
         self._subscriptions = Subscriptions()
         self._session: Session | None = None
@@ -68,7 +83,7 @@ class MQTTInterface(Supervisor):
         super().__init__()
         self._counts = Counters()
         self._processor = QueueProcessor(
-            self._queue, self.config, self._counts, self._dead_letter,
+            self._backlog, self.config, self._counts,
             lambda coro, name: self._spawn(coro, name, owned=False),
         )
         self._last_connected: float | None = None
@@ -96,8 +111,13 @@ class MQTTInterface(Supervisor):
         """
         if self._tasks:
             return
+        if not self._opened:
+            self._opened = True
+            await self._backlog.open()  # off the loop; a failing spool means memory only
         self._kick.clear()
         self._set_state(ConnectionState.CONNECTING)
+        self._spawn(self._backlog.run_writer(), "spool-writer")
+        self._spawn(self._backlog.run_loader(), "spool-loader")
         self._spawn(self._run_connection(), "connection")
         self._spawn(self._processor.run(self._next_session), "queue-processor")
         self._spawn(self._run_health_check(), "health-check")
@@ -130,10 +150,14 @@ class MQTTInterface(Supervisor):
                 _LOG.warning("could not publish offline status (%s); "
                              "leaving it to the Last Will", exc)
                 await session.link.abort()
-        await self._stop_tasks("connection")
+        await self._stop_tasks("connection", "spool-loader", "spool-writer")
         self._set_state(ConnectionState.DISCONNECTED)
-        left = len(self._queue)
-        if left:
+        spooled = self._backlog.spooling
+        left = await self._backlog.close()
+        self._opened = False
+        if left and spooled:
+            _LOG.info("stopped with %d message(s) kept in the spool for the next start", left)
+        elif left:
             _LOG.warning("stopped with %d message(s) not delivered", left)
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
@@ -149,7 +173,7 @@ class MQTTInterface(Supervisor):
         """Wait until every queued message is acknowledged; False if ``timeout`` passed first."""
         try:
             async with asyncio.timeout(timeout):
-                await self._queue.wait_empty()
+                await self._backlog.wait_empty()
         except TimeoutError:
             return False
         return True
@@ -157,9 +181,15 @@ class MQTTInterface(Supervisor):
     # -- publishing and subscribing ---------------------------------------------------
 
     async def publish(
-        self, topic: str, payload: object, qos: int | None = None, retain: bool = False
+        self, topic: str, payload: object, qos: int | None = None, retain: bool = False,
+        *, supersede: bool | None = None,
     ) -> None:
         """Queue a message for delivery; never raises for broker problems.
+
+        Two kinds of message (``supersede`` defaults to ``retain``): a *state* message
+        (supersede True) replaces a queued older one for the same topic, in memory and in
+        the spool, so a backlog never holds stale state; an *event* (supersede False,
+        e.g. a reading) is delivered whole, in publish order, at least once.
 
         Raises PayloadError (counted in ``messages_rejected``) when the payload cannot
         be serialised or the topic or QoS is invalid; such a message is never queued.
@@ -176,12 +206,19 @@ class MQTTInterface(Supervisor):
             self._counts.rejected += 1
             _LOG.error("rejected message for %s: %s", topic, exc)
             raise
-        message = QueuedMessage(topic, data, qos, bool(retain), next(self._seq), time.time())
+        state = bool(retain) if supersede is None else supersede
+        message = QueuedMessage(topic, data, qos, bool(retain), next(self._seq), time.time(),
+                                supersede=state)
+        await self._backlog.add(message, connected=self._session is not None)
         self._counts.queued += 1
-        dropped = self._queue.put(message)
-        if dropped is not None:
-            self._counts.dropped_overflow += 1
-            self._dead_letter(dropped, "overflow")
+
+    def add_connected_hook(self, hook: ConnectedHook) -> None:
+        """Call ``hook()`` (plain or coroutine function) after every new broker session.
+
+        For re-asserting retained state: a broker restarted without persistence has
+        forgotten it. Runs in its own task once the session is ready; failures are logged.
+        """
+        self._connected_hooks.append(hook)
 
     async def subscribe(
         self, topic_filter: str, callback: MessageCallback, qos: int = 1
@@ -214,7 +251,7 @@ class MQTTInterface(Supervisor):
                 session.lose(str(exc))
 
     def pending_messages(self) -> list[QueuedMessage]:
-        """Every message not yet acknowledged, oldest first (e.g. to spool at shutdown)."""
+        """Every message held in memory and not yet acknowledged, oldest first."""
         return self._queue.snapshot()
 
     # -- state and stats ---------------------------------------------------------------
@@ -228,6 +265,7 @@ class MQTTInterface(Supervisor):
     def stats(self) -> MQTTStats:
         """A snapshot of the counters."""
         c = self._counts
+        b = self._backlog.counters
         return MQTTStats(
             connection_state=self._state,
             total_connections=c.connections,
@@ -236,13 +274,18 @@ class MQTTInterface(Supervisor):
             messages_published=c.published,
             messages_queued=c.queued,
             messages_failed=c.failed,
-            messages_dropped=c.dropped_overflow + c.dropped_retry,
-            dropped_overflow=c.dropped_overflow,
+            messages_dropped=b.dropped_overflow + c.dropped_retry + b.spool_evicted,
+            dropped_overflow=b.dropped_overflow,
             dropped_retry_limit=c.dropped_retry,
             messages_rejected=c.rejected,
             consecutive_failures=self._consecutive_failures,
-            queue_size=len(self._queue),
+            queue_size=len(self._backlog),
             in_flight=self._queue.in_flight,
+            superseded=b.superseded,
+            spool_enabled=self._backlog.spooling,
+            spooled=self._backlog.on_disk_only,
+            spool_evicted=b.spool_evicted,
+            dead_letters=b.dead_letters,
             last_connection_attempt=self._last_attempt,
             last_connected=self._last_connected,
             last_error=self._last_error,
@@ -307,6 +350,8 @@ class MQTTInterface(Supervisor):
                 session.ready = True
                 self._session = session
                 self._session_ready.set()
+                if self._connected_hooks:
+                    self._spawn(self._run_connected_hooks(), "connected-hooks", owned=False)
             await session.lost.wait()
         finally:
             await stop_tasks({receiver})
@@ -331,6 +376,15 @@ class MQTTInterface(Supervisor):
             await session.link.receive(self._subscriptions.dispatch)
         except LinkError as exc:
             session.lose(str(exc))
+
+    async def _run_connected_hooks(self) -> None:
+        for hook in list(self._connected_hooks):
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                _LOG.exception("connected hook failed")
 
     def _note_failed_attempt(self, reason: str) -> None:
         self._consecutive_failures += 1

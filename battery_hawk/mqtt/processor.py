@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .backlog import Backlog
 from .backoff import ReconnectionConfig
 from .link import LinkError
-from .queue import MessageQueue, QueuedMessage
+from .queue import QueuedMessage
 from .session import Session
 from .supervisor import raise_if_cancelled, stop_tasks
 
@@ -31,7 +32,6 @@ class Counters:
     published: int = 0
     queued: int = 0
     failed: int = 0
-    dropped_overflow: int = 0
     dropped_retry: int = 0
     rejected: int = 0
 
@@ -41,16 +41,14 @@ class QueueProcessor:
 
     def __init__(
         self,
-        queue: MessageQueue,
+        backlog: Backlog,
         config: ReconnectionConfig,
         counters: Counters,
-        dead_letter: DeadLetterHook,
         spawn: Spawn,
     ) -> None:
-        self._queue = queue
+        self._backlog = backlog
         self._config = config
         self._counters = counters
-        self._dead_letter = dead_letter
         self._spawn = spawn
 
     async def run(self, next_session: Callable[[], Awaitable[Session]]) -> None:
@@ -85,11 +83,12 @@ class QueueProcessor:
             await stop_tasks(workers)
 
     async def _publisher(self, session: Session, widen: Callable[[], None]) -> None:
-        queue = self._queue
+        backlog = self._backlog
+        queue = backlog.queue
         link = session.link
         counters = self._counters
         while True:
-            message = queue.take()
+            message = backlog.take()
             if message is None:
                 await queue.wait_pending()  # set by put(): no polling
                 continue
@@ -99,16 +98,17 @@ class QueueProcessor:
                 # The message stays in flight; _recall charges it when the session ends.
                 session.lose(str(exc))
                 return
-            queue.ack(message)
+            backlog.ack(message)
             counters.published += 1
             raise_if_cancelled()  # acknowledged, but asked to stop
             widen()
 
     def _recall(self, *, count_failure: bool) -> None:
         """Put in-flight messages back at the head; charge each a failure if the link broke."""
-        recalled = self._queue.recall_in_flight()
+        backlog = self._backlog
+        recalled = backlog.queue.recall_in_flight()
         if not count_failure:  # stopped by disconnect(): not the messages' fault
-            self._queue.requeue(recalled)
+            backlog.superseded(backlog.queue.requeue(recalled))
             return
         keep = []
         for message in recalled:
@@ -118,7 +118,8 @@ class QueueProcessor:
                 self._counters.dropped_retry += 1
                 _LOG.error("dropped message for %s after %d failed sends",
                            message.topic, message.failures)
-                self._dead_letter(message, "retry_limit")
+                backlog.bury(message, "retry_limit")
             else:
                 keep.append(message)
-        self._queue.requeue(keep)
+        backlog.superseded(backlog.queue.requeue(keep))
+        backlog.session_lost()

@@ -1,4 +1,9 @@
-"""The bounded FIFO of outgoing messages, with the in-flight window beside it."""
+"""The bounded FIFO of outgoing messages, with the in-flight window beside it.
+
+Two kinds of message share it (STYLE.md rule 15): *state* messages (``supersede``
+set; retained topics) of which only the newest per topic matters, and *events*
+(readings, alert transitions) of which every one is delivered, in order.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,12 @@ class QueuedMessage:
     seq: int  # position in publish order; the queue keeps this order
     enqueued_at: float  # time.time() when publish() accepted it
     failures: int = 0  # failed send attempts so far
+    supersede: bool = False  # state: a newer message for the same topic replaces it
+
+    @property
+    def key(self) -> str | None:
+        """The supersede key (the topic) of a state message; None for an event."""
+        return self.topic if self.supersede else None
 
 
 class MessageQueue:
@@ -38,6 +49,8 @@ class MessageQueue:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
         self._pending: deque[QueuedMessage] = deque()
+        self._removed: set[int] = set()  # seqs of tombstones still in _pending
+        self._by_key: dict[str, QueuedMessage] = {}  # pending state messages by topic
         self._in_flight: dict[int, QueuedMessage] = {}
         # one waiter woken per message, not all of them: with a window of 100 publishers
         # an Event would wake 100 tasks to hand out one message
@@ -46,12 +59,12 @@ class MessageQueue:
         self._is_empty.set()
 
     def __len__(self) -> int:
-        return len(self._pending) + len(self._in_flight)
+        return len(self._pending) - len(self._removed) + len(self._in_flight)
 
     @property
     def pending(self) -> int:
         """Messages not yet handed to the client."""
-        return len(self._pending)
+        return len(self._pending) - len(self._removed)
 
     @property
     def in_flight(self) -> int:
@@ -59,22 +72,57 @@ class MessageQueue:
         return len(self._in_flight)
 
     def put(self, message: QueuedMessage) -> QueuedMessage | None:
-        """Append ``message``; return the oldest pending message if it had to make room."""
+        """Append ``message``; return the oldest pending message if it had to make room.
+
+        Call :meth:`supersede` first for a state message: put() does not look for an
+        older message of the same topic.
+        """
         dropped = None
-        if len(self) >= self.maxsize and self._pending:
-            dropped = self._pending.popleft()
+        if len(self) >= self.maxsize and self.pending:
+            dropped = self._popleft()
         self._pending.append(message)
+        if message.supersede:
+            self._by_key[message.topic] = message
         self._wake(1)
         self._is_empty.clear()
         return dropped
 
+    def supersede(self, topic: str) -> QueuedMessage | None:
+        """Remove and return the pending state message for ``topic``, if there is one."""
+        old = self._by_key.pop(topic, None)
+        if old is not None:
+            self._removed.add(old.seq)
+            self._update_empty()
+        return old
+
+    def discard(self, seqs: Iterable[int]) -> list[QueuedMessage]:
+        """Remove the pending messages with these seqs; return those that were pending."""
+        wanted = set(seqs) - self._removed
+        found = [m for m in self._pending if m.seq in wanted]
+        for message in found:
+            self._removed.add(message.seq)
+            if message.supersede and self._by_key.get(message.topic) is message:
+                del self._by_key[message.topic]
+        self._update_empty()
+        return found
+
     def take(self) -> QueuedMessage | None:
         """Move the oldest pending message into flight; ``None`` when nothing is pending."""
-        if not self._pending:
-            return None
-        message = self._pending.popleft()
-        self._in_flight[message.seq] = message
+        message = self._popleft()
+        if message is not None:
+            self._in_flight[message.seq] = message
         return message
+
+    def _popleft(self) -> QueuedMessage | None:
+        while self._pending:
+            message = self._pending.popleft()
+            if message.seq in self._removed:
+                self._removed.discard(message.seq)
+                continue
+            if message.supersede and self._by_key.get(message.topic) is message:
+                del self._by_key[message.topic]
+            return message
+        return None
 
     def ack(self, message: QueuedMessage) -> None:
         """The broker acknowledged ``message``: it leaves the queue."""
@@ -88,34 +136,50 @@ class MessageQueue:
         self._update_empty()
         return recalled
 
-    def requeue(self, messages: Iterable[QueuedMessage]) -> None:
+    def requeue(self, messages: Iterable[QueuedMessage]) -> list[QueuedMessage]:
         """Put recalled messages back at the head, in their original order.
 
         Every in-flight message is older than every pending one (both leave the head
-        in order), so the head is where they belong.
+        in order), so the head is where they belong. A state message whose topic has a
+        newer one pending is not put back; those superseded ones are returned.
         """
-        returning = sorted(messages, key=lambda m: m.seq, reverse=True)
+        returning: list[QueuedMessage] = []
+        superseded: list[QueuedMessage] = []
+        for message in sorted(messages, key=lambda m: m.seq, reverse=True):
+            if message.supersede:
+                if message.topic in self._by_key:
+                    superseded.append(message)
+                    continue
+                self._by_key[message.topic] = message
+            returning.append(message)
         self._pending.extendleft(returning)
         if returning:
             self._wake(len(returning))
             self._is_empty.clear()
+        return superseded
 
     def snapshot(self) -> list[QueuedMessage]:
         """Every held message, oldest first (in flight ones included)."""
-        held = [*self._in_flight.values(), *self._pending]
-        return sorted(held, key=lambda m: m.seq)
+        pending = [m for m in self._pending if m.seq not in self._removed]
+        return sorted([*self._in_flight.values(), *pending], key=lambda m: m.seq)
+
+    def pending_messages(self) -> list[QueuedMessage]:
+        """The pending (not in flight) messages, oldest first."""
+        return [m for m in self._pending if m.seq not in self._removed]
 
     def clear(self) -> list[QueuedMessage]:
         """Remove and return every held message, oldest first."""
         held = self.snapshot()
         self._pending.clear()
+        self._removed.clear()
+        self._by_key.clear()
         self._in_flight.clear()
         self._update_empty()
         return held
 
     async def wait_pending(self) -> None:
         """Return once a message is pending (woken by put, one waiter per message)."""
-        if self._pending:
+        if self.pending:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -140,5 +204,7 @@ class MessageQueue:
         await self._is_empty.wait()
 
     def _update_empty(self) -> None:
-        if not self._pending and not self._in_flight:
+        if not self.pending and not self._in_flight:
+            self._pending.clear()
+            self._removed.clear()
             self._is_empty.set()

@@ -57,16 +57,21 @@ class MQTTStats:
     messages_published: int  # acknowledged by the broker (QoS 0: written)
     messages_queued: int  # accepted by publish() into the queue
     messages_failed: int  # failed send attempts (each is retried or dropped)
-    messages_dropped: int  # dropped_overflow + dropped_retry_limit
+    messages_dropped: int  # dropped_overflow + dropped_retry_limit + spool_evicted
     dropped_overflow: int  # oldest pending dropped because the queue was full
     dropped_retry_limit: int  # dropped after message_retry_limit retries
     messages_rejected: int  # refused by publish() (unserialisable payload, bad topic)
     consecutive_failures: int  # failed connection attempts since the last success
-    queue_size: int  # held, not yet acknowledged (pending + in flight)
+    queue_size: int  # held, not yet acknowledged (memory and spool)
     in_flight: int
     last_connection_attempt: float | None  # Unix time
     last_connected: float | None  # Unix time
     last_error: str | None
+    superseded: int = 0  # queued state messages replaced by a newer one for their topic
+    spool_enabled: bool = False  # the disk spool is open and working
+    spooled: int = 0  # messages waiting on disk only (not yet loaded into memory)
+    spool_evicted: int = 0  # oldest readings deleted at storage.max_spool_mb
+    dead_letters: int = 0  # messages moved to the dead letters (this run)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict (the state as its string value)."""

@@ -92,3 +92,44 @@ async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
     first.cancel()  # ... which is cancelled before it runs
     await asyncio.gather(first, return_exceptions=True)
     await asyncio.wait_for(second, 1)  # the message is not stranded
+
+
+def _state(seq: int, topic: str = "s") -> QueuedMessage:
+    return QueuedMessage(topic, str(seq).encode(), 1, True, seq, 0.0, supersede=True)
+
+
+def test_a_newer_state_message_supersedes_the_pending_one_for_its_topic() -> None:
+    queue = MessageQueue(10)
+    queue.put(_msg(0))
+    for seq in range(1, 200):
+        queue.supersede("s")
+        queue.put(_state(seq))
+    queue.put(_msg(200))
+    assert len(queue) == 3
+    assert [m.payload for m in queue.snapshot()] == [b"0", b"199", b"200"]
+    assert [queue.take().payload for _ in range(3)] == [b"0", b"199", b"200"]  # type: ignore[union-attr]
+    assert queue.take() is None
+
+
+def test_events_are_never_superseded_and_other_topics_are_untouched() -> None:
+    queue = MessageQueue(10)
+    queue.put(_state(0, "a"))
+    queue.put(_msg(1))
+    queue.put(_msg(2))
+    assert queue.supersede("t") is None  # events on "t" are not state
+    old = queue.supersede("a")
+    assert old is not None and old.seq == 0
+    queue.put(_state(3, "b"))
+    assert [m.seq for m in queue.snapshot()] == [1, 2, 3]
+
+
+def test_a_recalled_state_message_is_not_requeued_behind_a_newer_one() -> None:
+    queue = MessageQueue(10)
+    queue.put(_state(0))
+    taken = queue.take()
+    assert taken is not None
+    assert queue.supersede("s") is None  # in flight: cannot be recalled
+    queue.put(_state(1))
+    superseded = queue.requeue(queue.recall_in_flight())
+    assert [m.seq for m in superseded] == [0]
+    assert [m.seq for m in queue.snapshot()] == [1]
