@@ -38,6 +38,7 @@ from battery_hawk.pipeline import (
     MetricsStage,
     Pipeline,
     PublishStage,
+    ReadingsOutput,
     StateOutput,
 )
 from battery_hawk.protocols import get_driver
@@ -48,6 +49,7 @@ from battery_hawk.publisher import (
     gateway_discovery_messages,
     removal_messages,
 )
+from battery_hawk.retained import RetainedTopics
 from battery_hawk.runtime import GatewayStats, build_mqtt
 from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
@@ -73,6 +75,7 @@ class App:
         notifier: Notifier | None = None,
         stats_interval: float = 60.0,
         availability_interval: float = 5.0,
+        birth_debounce: float = 5.0,
     ) -> None:
         self.config = config
         self.topics = Topics(config.mqtt.topic_prefix, config.gateway_id,
@@ -86,6 +89,7 @@ class App:
         self._seq = SeqStore(storage)
         self._announced = Announcements(storage)
         self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
+        self.retained = RetainedTopics(self._publish_retained, debounce=birth_debounce)
         self.coordinators: dict[str, DeviceCoordinator] = {}
         self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
@@ -108,6 +112,7 @@ class App:
                                         self._expire_after)
         self.publishing = PublishStage(self._publish_msg, [
             StateOutput(self.topics),
+            ReadingsOutput(self.topics),
             AlertEvents(self.topics),
             AlertState(self.topics),
         ])
@@ -141,12 +146,15 @@ class App:
         if self.mqtt is not None:
             await self.mqtt.start()
             await self.mqtt.subscribe(self.topics.ha_status, self._on_ha_status)
+            self.mqtt.add_connected_hook(self.retained.session_started)  # a broker may forget
             for topic, payload in gateway_discovery_messages(self.topics):
                 await self._publish(topic, payload, retain=True)
         await self._remove_stale_devices({d.device_id for d in self.config.devices})
         count = len(self.config.devices)
         for index, device in enumerate(self.config.devices):
             self._add_device(device, stagger=index / count)
+            if device.device_id in self._announced:  # known from an earlier run
+                await self.discovery.announce(self.coordinators[device.device_id].info)
         self._spawn(self._scan_loop(), "scanner")
         self._spawn(self._availability_loop(), "availability")
         self._spawn(self._stats_loop(), "gateway-stats")
@@ -170,7 +178,8 @@ class App:
         await asyncio.gather(*self._tasks, *device_tasks, return_exceptions=True)
         self._tasks.clear()
         self._device_tasks.clear()
-        self._seq.flush()
+        self._seq.close()
+        await self.retained.close()
         if self.mqtt is not None:
             try:  # flush, then offline; bounded even if the broker link is a black hole
                 async with asyncio.timeout(FLUSH_TIMEOUT + MQTT_CLOSE_TIMEOUT):
@@ -325,18 +334,18 @@ class App:
                                device.effective_alerts.low_voltage, device.estimate_soc)
 
     async def _on_ha_status(self, _topic: str, payload: bytes) -> None:
-        if payload.strip() != b"online":
-            return
-        _log.info("Home Assistant is online: re-sending discovery")
-        for topic, doc in gateway_discovery_messages(self.topics):
-            await self._publish(topic, doc, retain=True)
-        for did, coordinator in self.coordinators.items():
-            if did in self._announced:
-                await self.discovery.announce(coordinator.info)
+        if payload.strip() == b"online":
+            self.retained.birth()  # debounced: a flood of births costs one or two rounds
 
     async def _publish(self, topic: str, payload: object, *, retain: bool = False) -> None:
         if self.mqtt is not None:
+            if retain:
+                self.retained.record(topic, payload)
             await self.mqtt.publish(topic, payload, qos=self.config.mqtt.qos, retain=retain)
+
+    async def _publish_retained(self, topic: str, payload: bytes) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.publish(topic, payload, qos=self.config.mqtt.qos, retain=True)
 
     async def _publish_msg(self, topic: str, payload: object, retain: bool) -> None:
         await self._publish(topic, payload, retain=retain)

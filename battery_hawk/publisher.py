@@ -87,6 +87,10 @@ class Topics:
     def device_state(self, device_id: str) -> str:
         return f"{self._device(device_id)}/state"
 
+    def device_readings(self, device_id: str) -> str:
+        """Every reading as an event (QoS >= 1, not retained): for InfluxDB, Node-RED."""
+        return f"{self._device(device_id)}/readings"
+
     def device_availability(self, device_id: str) -> str:
         return f"{self._device(device_id)}/availability"
 

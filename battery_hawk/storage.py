@@ -1,8 +1,9 @@
 """What the daemon remembers across restarts, in small JSON files under storage.path.
 
-- seq.json: per-device sequence counters, written at most every ``flush_interval``
-  seconds and on close, so a Pi's SD card sees a handful of writes a minute, not one per
-  reading. After a crash at most that interval's readings can repeat a seq number.
+- seq.json: per-device sequence counters with a block of seqs reserved ahead of use
+  (one write per ``block`` readings, plus one every ``flush_interval`` seconds), so a
+  Pi's SD card sees a handful of writes a minute, not one per reading, and a seq is
+  never reused after a crash (the rest of the block is skipped instead).
 - announced.json: which Home Assistant entities each device has, and which of its alerts
   are active, so removed devices lose their entities and alerts are not raised twice.
 
@@ -54,39 +55,67 @@ def write_json(path: Path, data: object, *, quiet: bool = False) -> bool:
 
 
 class SeqStore:
-    """Hands out the next seq per device and keeps the counters on disk."""
+    """Hands out the next seq per device; no seq is handed out twice, even after a crash.
+
+    Seqs are reserved on disk in blocks of ``block`` ahead of use: before the first seq
+    of a block is handed out, the end of the block is written (atomically). A restart
+    after a crash carries on after the reserved block, so the seqs of that block that
+    were never used are skipped, never reused for different data. A clean
+    :meth:`close` gives the unused part back, so a restart carries on without a gap.
+    The last seq is also written every ``flush_interval`` s (cheap, for readers).
+    """
 
     def __init__(
         self,
         directory: str | os.PathLike[str],
         *,
         flush_interval: float = 5.0,
+        block: int = 100,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if block < 1:
+            raise ValueError("block must be >= 1")
         self._path = Path(directory) / "seq.json"
         self._flush_interval = flush_interval
+        self._block = block
         self._clock = clock
         self._dirty = False
         self._write_failing = False
         self._last_flush = clock()
-        self._counters: dict[str, int] = self._load()
+        self._counters: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}
+        self._load()
 
-    def _load(self) -> dict[str, int]:
+    def _load(self) -> None:
         data = read_json(self._path)
         if not isinstance(data, dict):
-            return {}
-        return {str(k): v for k, v in data.items() if isinstance(v, int)}
+            return
+        for key, value in data.items():
+            if isinstance(value, int):  # the older format: the last seq only
+                last = reserved = value
+            elif isinstance(value, dict) and isinstance(value.get("last"), int):
+                last = value["last"]
+                held = value.get("reserved")
+                reserved = held if isinstance(held, int) else last
+            else:
+                continue
+            # after a crash, the reserved block may have been partly used: skip it all
+            self._counters[str(key)] = self._reserved[str(key)] = max(last, reserved)
 
     def last(self, device_id: str) -> int:
         """The last seq handed out for a device (0 if none)."""
         return self._counters.get(device_id, 0)
 
     def next(self, device_id: str) -> int:
-        """The next seq for a device; flushes to disk when the interval has passed."""
+        """The next seq for a device; reserves the next block on disk when one is used up."""
         seq = self._counters.get(device_id, 0) + 1
         self._counters[device_id] = seq
         self._dirty = True
-        self.flush_if_due()
+        if seq > self._reserved.get(device_id, 0):
+            self._reserved[device_id] = seq + self._block - 1
+            self.flush()
+        else:
+            self.flush_if_due()
         return seq
 
     def flush_if_due(self) -> None:
@@ -95,11 +124,21 @@ class SeqStore:
             self.flush()
 
     def flush(self) -> None:
-        """Write the counters now if they changed; a failing disk is logged once."""
+        """Write the counters and reservations now if they changed; a failure is logged once."""
         self._last_flush = self._clock()
         if not self._dirty:
             return
-        if write_json(self._path, self._counters, quiet=self._write_failing):
+        self._write()
+
+    def close(self) -> None:
+        """Give back the unused part of every reserved block (a clean stop), and write."""
+        self._reserved = dict(self._counters)
+        self._write()
+
+    def _write(self) -> None:
+        data = {device: {"last": last, "reserved": self._reserved.get(device, last)}
+                for device, last in self._counters.items()}
+        if write_json(self._path, data, quiet=self._write_failing):
             self._dirty = False
             if self._write_failing:
                 _log.info("%s is writable again", self._path)

@@ -70,8 +70,7 @@ class Backlog:
         self._to_delete: list[int] = []
         self._to_bury: list[tuple[QueuedMessage, str, int | None]] = []
         self._wake_writer = asyncio.Event()
-        self._writer_idle = asyncio.Event()
-        self._writer_idle.set()
+        self._write_lock = asyncio.Lock()  # one batch of deletes/burials at a time
         self._loaded = asyncio.Event()  # set after every load round
         self._persist_wanted = False
         self._evict_logged = False
@@ -335,8 +334,7 @@ class Backlog:
             await self._flush_writes()
 
     async def _flush_writes(self) -> None:
-        self._writer_idle.clear()
-        try:
+        async with self._write_lock:
             while self._spool_ok and (self._to_delete or self._to_bury):
                 assert self._spool is not None
                 deletes, self._to_delete = self._to_delete, []
@@ -348,14 +346,13 @@ class Backlog:
                         await self._spool.delete(deletes)
                 except SpoolError as exc:
                     await self._give_up_spool(exc)
-        finally:
-            self._writer_idle.set()
 
     async def wait_empty(self) -> None:
-        """Return once nothing is held in memory or on disk."""
+        """Return once nothing is held in memory or on disk (acknowledged rows deleted)."""
         while True:
             await self.queue.wait_empty()
             if not self._unloaded or not self._spool_ok:
+                await self._flush_writes()
                 return
             self._loaded.clear()
             self._wake_loader.set()

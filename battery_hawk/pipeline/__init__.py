@@ -17,6 +17,7 @@ from battery_hawk.pipeline.publish import (
     PublishStage,
     StateOutput,
 )
+from battery_hawk.pipeline.readings import ReadingsOutput
 
 __all__ = [
     "AlertEvents",
@@ -31,6 +32,7 @@ __all__ = [
     "ProcessedReading",
     "PublishFn",
     "PublishStage",
+    "ReadingsOutput",
     "Stage",
     "StateOutput",
 ]

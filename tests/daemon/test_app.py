@@ -19,9 +19,10 @@ UNITS = {"voltage": "V", "battery": "%", "temperature": "°C", "current": "A", "
 
 
 def states(sub: Subscriber) -> dict[str, list[dict[str, object]]]:
+    """Every reading per device, from the readings topic (state keeps only the newest)."""
     found: dict[str, list[dict[str, object]]] = {}
     for topic, payload in sub.messages:
-        if topic.endswith("/state") and payload:
+        if topic.endswith("/readings") and payload:
             found.setdefault(topic.split("/")[2], []).append(json.loads(payload))
     return found
 
@@ -110,7 +111,7 @@ async def test_device_removed_from_config_loses_its_entities(
 async def test_seq_survives_a_daemon_restart(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Subscribe
 ) -> None:
-    sub = await mqtt_subscriber(mosquitto.port, "battery_hawk/device/+/state")
+    sub = await mqtt_subscriber(mosquitto.port, "battery_hawk/device/+/readings")
     for _ in range(2):
         app, _ = make_app(tmp_path, mosquitto.port, count=1)
         async with app:

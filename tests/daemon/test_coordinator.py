@@ -115,7 +115,7 @@ async def test_seq_continues_after_restart(tmp_path: Path) -> None:
     coordinator, *_ = make(tmp_path, "bm6", store=store)
     await coordinator.poll_once()
     await coordinator.poll_once()
-    store.flush()
+    store.close()  # a clean stop
     again, _, sink2, _ = make(tmp_path, "bm6")
     await again.poll_once()
     assert sink2.readings[0].seq == 3

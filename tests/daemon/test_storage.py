@@ -22,22 +22,40 @@ def test_seq_grows_by_one_per_device(tmp_path: Path) -> None:
     assert [store.next("a"), store.next("a"), store.next("b"), store.next("a")] == [1, 2, 1, 3]
 
 
-def test_seq_survives_restart_after_flush(tmp_path: Path) -> None:
+def test_seq_carries_on_without_a_gap_after_a_clean_stop(tmp_path: Path) -> None:
     store = SeqStore(tmp_path)
     for _ in range(5):
         store.next("car")
-    store.flush()
+    store.close()
     assert SeqStore(tmp_path).next("car") == 6
 
 
-def test_counters_are_written_at_most_once_per_interval(tmp_path: Path) -> None:
+def test_no_seq_is_reused_after_a_crash(tmp_path: Path) -> None:
+    store = SeqStore(tmp_path, block=10, flush_interval=1e9)
+    handed_out = [store.next("car") for _ in range(13)]  # never flushed nor closed: a crash
+    again = SeqStore(tmp_path, block=10)
+    after = [again.next("car") for _ in range(3)]
+    assert not set(after) & set(handed_out)
+    assert after == [21, 22, 23]  # the rest of the reserved block 11..20 is skipped
+
+
+def test_the_disk_sees_one_write_per_block_not_one_per_reading(tmp_path: Path) -> None:
     clock = FakeClock()
-    store = SeqStore(tmp_path, flush_interval=5.0, clock=clock)
+    store = SeqStore(tmp_path, block=50, flush_interval=5.0, clock=clock)
+    path = tmp_path / "seq.json"
     store.next("car")
-    assert not (tmp_path / "seq.json").exists()
+    first = path.stat().st_mtime_ns, path.read_text()
+    for _ in range(48):
+        store.next("car")  # clock stands still: inside the reserved block, no write
+    assert (path.stat().st_mtime_ns, path.read_text()) == first
     clock.now = 5.0
-    store.next("car")
-    assert SeqStore(tmp_path).last("car") == 2
+    store.next("car")  # the interval passed: the last seq is written too
+    assert SeqStore(tmp_path).last("car") == 50
+
+
+def test_the_older_file_format_is_read(tmp_path: Path) -> None:
+    (tmp_path / "seq.json").write_text('{"car": 41}')
+    assert SeqStore(tmp_path).next("car") == 42
 
 
 def test_corrupt_file_restarts_counters_instead_of_crashing(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def write_config(tmp_path: Path, broker_port: int, http_port: int,
 def seqs_by_device(sub: Subscriber) -> dict[str, list[int]]:
     found: dict[str, list[int]] = defaultdict(list)
     for topic, payload in sub.messages:
-        if topic.endswith("/state") and payload:
+        if topic.endswith("/readings") and payload:
             found[topic.split("/")[2]].append(json.loads(payload)["seq"])
     return found
 
