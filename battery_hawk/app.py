@@ -232,7 +232,7 @@ class App:
         )
         self.coordinators[device.device_id] = coordinator
         self.insight.start(device.device_id, time.time())
-        if coordinator.passive:
+        if coordinator.listens:
             self._passive[device.address] = coordinator
         self.metrics.add_device(coordinator.info)
         if not coordinator.passive:

@@ -153,6 +153,10 @@ class DeviceConfig:
     chemistry: str = field(default="lead_acid", metadata=_choice(*_CHEMISTRIES))
     nominal_voltage: int = field(default=12, metadata=_bounds(12, 48))
     estimate_soc: bool = True
+    # passive: advertisements only, never a connection; poll: a connection every
+    # poll_interval; auto: advertisements when they carry a reading, a connection for
+    # what they do not (see DeviceCoordinator).
+    mode: str = field(default="auto", metadata=_choice("auto", "passive", "poll"))
 
     @property
     def profile(self) -> BatteryProfile:
@@ -346,6 +350,13 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
             raise ConfigError(
                 f"nominal_voltage must be one of {', '.join(map(str, NOMINAL_VOLTAGES))}, "
                 f"got {device.nominal_voltage}", file=file, key=f"{key}.nominal_voltage")
+        if device.mode == "passive" and not driver.advert_fields:
+            raise ConfigError(f"{device.type} advertisements carry no reading that battery-hawk "
+                              "can decode; use mode: auto or poll", file=file, key=f"{key}.mode")
+        if device.mode == "poll" and driver.write_uuid is None and driver.read_uuid is None \
+                and driver.notify_uuid is None:
+            raise ConfigError(f"{device.type} devices are read from their advertisements only; "
+                              "use mode: auto or passive", file=file, key=f"{key}.mode")
         for ident in (device.address, device.device_id):
             if ident in seen:
                 raise ConfigError(f"{ident} is also devices[{seen[ident]}]", file=file, key=key)

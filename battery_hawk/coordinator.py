@@ -2,8 +2,15 @@
 
 Polled, reading and notifying devices are visited every ``poll_interval`` over a short
 connection (a Leagend monitor accepts one link at a time, and the adapter must not scan
-while it is connected, so no device may hold the radio for good). Passive devices are fed
-advertisements by the app's scanner and emit at most one reading per ``poll_interval``.
+while it is connected, so no device may hold the radio for good). Devices whose adverts
+carry a reading (Victron; BM2 and BM6: voltage and SoC) are fed advertisements by the
+app's scanner and emit at most one reading per ``poll_interval``.
+
+A device's ``mode``: ``passive`` never connects; ``poll`` ignores advertisements;
+``auto`` (default) publishes advert readings, filling the fields adverts lack
+(temperature, state) from the last connection while that is at most AUTO_REFRESH
+intervals old, and connects only when no advert reading came in the last interval or
+the last connection is older than that.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Readin
 from battery_hawk.protocols.base import Driver, Mode
 from battery_hawk.storage import SeqStore
 
-__all__ = ["DeviceCoordinator", "DeviceStatus", "ReadingSink", "offline_after"]
+__all__ = ["AUTO_REFRESH", "DeviceCoordinator", "DeviceStatus", "ReadingSink", "offline_after"]
 
 _log = logging.getLogger(__name__)
+
+AUTO_REFRESH = 10  # auto mode: connect at least every this many poll intervals
 
 
 def offline_after(poll_interval: float) -> float:
@@ -104,11 +113,30 @@ class DeviceCoordinator:
         self._clock = clock
         self._started = clock()
         self._last_emit: float | None = None
+        self._last_advert: float | None = None  # last advert reading emitted (auto mode)
+        self._last_visit: float | None = None  # last reading over a connection
+        self._last_connected: Reading | None = None
         self._failing = False
 
     @property
     def passive(self) -> bool:
-        return self.driver.mode is Mode.PASSIVE
+        """Whether the device is never connected to (its loop need not run)."""
+        return self.driver.mode is Mode.PASSIVE or self.config.mode == "passive"
+
+    @property
+    def listens(self) -> bool:
+        """Whether the scanner should feed it advertisements."""
+        return bool(self.driver.advert_fields) and self.config.mode != "poll"
+
+    def _visit_due(self) -> bool:
+        """auto: skip a connection while adverts bring readings and the last one is fresh."""
+        if self.config.mode != "auto" or not self.listens:
+            return True
+        now, interval = self._clock(), self.config.poll_interval
+        adverts_flow = self._last_advert is not None and now - self._last_advert < interval
+        fresh = (self._last_visit is not None
+                 and now - self._last_visit < AUTO_REFRESH * interval)
+        return not (adverts_flow and fresh)
 
     @property
     def breaker_state(self) -> str:
@@ -131,7 +159,8 @@ class DeviceCoordinator:
             await asyncio.wait_for(stop.wait(), first_delay)
         due = self._clock()
         while not stop.is_set():
-            await self.poll_once()
+            if self._visit_due():
+                await self.poll_once()
             # a fixed schedule, so wake-up latency does not add up into drift; a visit
             # that overran its slot is followed at once by the next
             due = max(due + interval, self._clock())
@@ -167,6 +196,7 @@ class DeviceCoordinator:
             self._fail("transport", exc, unexpected=True)
             return None
         self._breaker.record_success()
+        self._last_visit, self._last_connected = self._clock(), reading
         await self._emit(reading, rssi=None, duration=self._clock() - started)
         return reading
 
@@ -176,7 +206,7 @@ class DeviceCoordinator:
         if self._last_emit is not None and now - self._last_emit < self.config.poll_interval:
             return None
         try:
-            reading = self.driver.decode(self.driver.advert_payload(adv))
+            reading = self.driver.decode_advert(adv)
         except NotAReading:
             return None
         except DecodeError as exc:
@@ -185,6 +215,8 @@ class DeviceCoordinator:
         except Exception as exc:  # a decoder bug must not stop the scanner
             self._fail("decode", exc, unexpected=True)
             return None
+        reading = self._complete(reading)
+        self._last_advert = now
         await self._emit(reading, rssi=adv.rssi)
         return reading
 
@@ -192,6 +224,17 @@ class DeviceCoordinator:
         """Seconds since the last reading (since the coordinator started, before the first)."""
         since = self.status.last_seen if self.status.last_seen is not None else self._started
         return self._clock() - since
+
+    def _complete(self, reading: Reading) -> Reading:
+        """An advert reading with what adverts lack taken from a fresh connected reading."""
+        last, fields = self._last_connected, self.driver.advert_fields
+        if last is None or "*" in fields or self._last_visit is None:
+            return reading
+        if self._clock() - self._last_visit >= AUTO_REFRESH * self.config.poll_interval:
+            return reading
+        extra = {name: getattr(last, name) for name in ("temperature", "state", "device_state")
+                 if name not in fields and getattr(reading, name) is None}
+        return dataclasses.replace(reading, **extra)
 
     async def check_availability(self) -> None:
         """Mark the device offline once it has been silent too long (called periodically)."""

@@ -115,19 +115,25 @@ def decode_advert_block(
 def decode_advert(
     aes: ZeroIvCbc, adv: Advertisement, *, mac_reversed: bool, family: str
 ) -> Reading:
-    """The reading in the first block of ``adv`` that decodes; NotAReading if it has none.
+    """The reading in the last block of ``adv`` that decodes; NotAReading if it has none.
 
-    An advertisement without a 16-byte block (the iBeacon half of the alternation) is
-    NotAReading; one whose blocks all fail is DecodeError with the last reason.
+    BlueZ keeps every manufacturer-data entry a device ever sent (the block's "company
+    id" changes with its ciphertext), in the order it first saw them, so the last block
+    that decodes is the newest. An advertisement without a 16-byte block (the iBeacon
+    half of the alternation) is NotAReading; one whose blocks all fail is DecodeError
+    with the last reason.
     """
     error: DecodeError | None = None
+    found: Reading | None = None
     for block in advert_blocks(adv):
         try:
-            return decode_advert_block(
+            found = decode_advert_block(
                 aes, block, adv.address, mac_reversed=mac_reversed, family=family
             )
         except DecodeError as exc:
             error = exc
+    if found is not None:
+        return found
     if error is not None:
         raise error
     raise NotAReading(f"{family} advertisement carries no reading block")

@@ -55,6 +55,7 @@ __all__ = [
     "bm6_echo",
     "bm6_firmware_reply",
     "bm6_reply",
+    "leagend_advert",
     "leagend_command",
     "leagend_encrypt",
     "victron_battery_monitor",
@@ -286,6 +287,26 @@ def victron_solar_charger(
         ]
     )
     return victron_payload(SOLAR_CHARGER, model_id, plain, key, nonce)
+
+
+# ---------------------------------------------------------------- Leagend adverts
+
+
+def leagend_advert(
+    reading: Reading, address: str, key: bytes = BM6_KEY, *, mac_reversed: bool = False
+) -> dict[int, bytes]:
+    """The manufacturer data of a BM2/BM6 advert carrying voltage and SoC (leagend_advert).
+
+    One AES block (MAC, centivolts, SoC, seven unknown bytes sent as zero), split the
+    way a BLE stack splits it: its first two bytes become the "company id".
+    """
+    mac = bytes.fromhex(address.replace(":", ""))
+    plain = (mac[::-1] if mac_reversed else mac) + struct.pack(
+        ">HB", _clamp((reading.voltage or 0.0) * 100, 0, 0xFFFF),
+        _clamp(reading.soc or 0.0, 0, 100),
+    )
+    block = leagend_encrypt(plain, key)
+    return {int.from_bytes(block[:2], "little"): block[2:]}
 
 
 # ---------------------------------------------------------------- Battery Service

@@ -66,6 +66,12 @@ def test_empty_file_gives_defaults() -> None:
          "devices[0].key", "'g' at position 16 is not a hex digit"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: victron, key: 0123}]",
          "devices[0].key", "Instant readout details > show encryption data"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm7, mode: passive}]",
+         "devices[0].mode", "use mode: auto or poll"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: victron, mode: poll,"
+         " key: 0da694539597f9cf6c613cde60d7bf05}]", "devices[0].mode", "advertisements only"),
+        ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, mode: sometimes}]",
+         "devices[0].mode", "not one of auto, passive, poll"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, poll_interval: 0}]",
          "devices[0].poll_interval", "at least 1"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6},"

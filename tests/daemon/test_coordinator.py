@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import pytest
 
 from battery_hawk.config import DeviceConfig
-from battery_hawk.coordinator import DeviceCoordinator, offline_after
-from battery_hawk.models import DeviceInfo, DeviceReading
+from battery_hawk.coordinator import AUTO_REFRESH, DeviceCoordinator, offline_after
+from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Reading
 from battery_hawk.protocols import get_driver
+from battery_hawk.simulator import frames
 from battery_hawk.simulator.devices import SimTransport
 from battery_hawk.storage import SeqStore
 
@@ -168,3 +170,58 @@ async def test_a_victron_device_is_announced_under_its_product_name(tmp_path: Pa
     assert await coordinator.feed(adverts[0]) is not None
     assert coordinator.info.model not in ("Victron", "")
     assert sink.readings[0].device.model == coordinator.info.model
+
+
+def _leagend(tmp_path: Path, family: str, mode: str, poll: float = 60.0
+             ) -> tuple[DeviceCoordinator, SimTransport, RecordingSink, Clock]:
+    coordinator, transport, sink, clock = make(tmp_path, family, poll=poll)
+    coordinator.config = dataclasses.replace(coordinator.config, mode=mode)
+    return coordinator, transport, sink, clock
+
+
+def _advert(coordinator: DeviceCoordinator, volts: float, soc: float) -> Advertisement:
+    family = coordinator.driver.family
+    data = frames.leagend_advert(Reading(voltage=volts, soc=soc), coordinator.config.address,
+                                 coordinator.driver.key or b"", mac_reversed=family == "bm2")
+    return Advertisement(coordinator.config.address, rssi=-70, manufacturer_data=data)
+
+
+@pytest.mark.parametrize("family", ["bm6", "bm2"])
+async def test_a_passive_leagend_device_reads_its_adverts_without_connecting(
+    tmp_path: Path, family: str
+) -> None:
+    coordinator, _, sink, _ = _leagend(tmp_path, family, "passive")
+    assert coordinator.passive and coordinator.listens
+    reading = await coordinator.feed(_advert(coordinator, 12.71, 64.0))
+    assert reading == Reading(voltage=12.71, soc=64.0)
+    assert [r.rssi for r in sink.readings] == [-70]
+
+
+async def test_auto_fills_what_adverts_lack_from_the_last_connection_and_connects_rarely(
+    tmp_path: Path,
+) -> None:
+    coordinator, _, sink, clock = _leagend(tmp_path, "bm6", "auto", poll=30.0)
+    assert not coordinator.passive and coordinator.listens
+    assert coordinator._visit_due()  # nothing yet: connect
+    connected = await coordinator.poll_once()
+    assert connected is not None and connected.temperature is not None
+    clock.now += 30
+    reading = await coordinator.feed(_advert(coordinator, 12.5, 70.0))
+    assert reading is not None
+    assert (reading.voltage, reading.soc) == (12.5, 70.0)
+    assert reading.temperature == connected.temperature  # from the connection
+    assert not coordinator._visit_due()  # adverts flow and the connection is fresh
+    clock.now += AUTO_REFRESH * 30
+    await coordinator.feed(_advert(coordinator, 12.4, 69.0))
+    assert sink.readings[-1].reading.temperature is None  # too old to fill in
+    assert coordinator._visit_due()  # time for a connection
+
+
+async def test_poll_mode_ignores_adverts(tmp_path: Path) -> None:
+    coordinator, _, _, _ = _leagend(tmp_path, "bm6", "poll")
+    assert not coordinator.listens and coordinator._visit_due()
+
+
+async def test_bm7_adverts_are_not_decoded_so_auto_keeps_connecting(tmp_path: Path) -> None:
+    coordinator, _, _, _ = _leagend(tmp_path, "bm7", "auto")
+    assert not coordinator.listens and coordinator._visit_due()
