@@ -4,10 +4,11 @@ Rules this file enforces (STYLE.md 5, 6):
 - connections go through bleak_retry_connector.establish_connection with
   BleakClientWithServiceCache;
 - an adapter never scans while it connects or holds a connection: every transport on
-  one adapter (in one event loop) shares an _AdapterGate whose lock is held while the
+  one adapter (in one event loop) shares an AdapterGate whose lock is held while the
   scanner is started / stopped and while a connection is being established, and the
   scanner only runs while no connection is open;
 - max_concurrent_connections is a semaphore per adapter (sized by its first transport);
+- a stuck adapter is power-cycled (ble/recovery.py decides when, ble/_gate.py does it);
 - bleak errors leave this module only as TransportError subclasses.
 """
 
@@ -19,13 +20,11 @@ import logging
 import os
 import random
 import re
-import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
 from bleak_retry_connector import (
     BleakClientWithServiceCache,
     establish_connection,
@@ -44,7 +43,12 @@ from battery_hawk.ble._errors import (
     row,
     translate,
 )
+from battery_hawk.ble._gate import AdapterGate, adapter_gate, to_advertisement
 from battery_hawk.ble.link import NotifyCallback
+from battery_hawk.ble.recovery import (
+    RecoveryEvent,
+    RecoverySettings,
+)
 from battery_hawk.errors import (
     ConnectTimeoutError,
     DeviceDisconnectedError,
@@ -61,89 +65,6 @@ _LOGGER = logging.getLogger(__name__)
 ADVERT_QUEUE_SIZE = 256
 DISCONNECT_TIMEOUT = 5.0
 DBUS_TIMEOUT = 5.0
-
-
-def to_advertisement(device: BLEDevice, adv: AdvertisementData) -> Advertisement:
-    """bleak's view of one advertisement as a battery-hawk Advertisement."""
-    return Advertisement(
-        address=device.address,
-        name=adv.local_name or device.name,
-        rssi=adv.rssi,
-        manufacturer_data={int(k): bytes(v) for k, v in adv.manufacturer_data.items()},
-        service_data={str(k).lower(): bytes(v) for k, v in adv.service_data.items()},
-        service_uuids=tuple(adv.service_uuids),
-    )
-
-
-class _AdapterGate:
-    """Scanner and connection bookkeeping shared by every transport on one adapter."""
-
-    def __init__(self, adapter: str) -> None:
-        self.adapter = adapter
-        self.lock = asyncio.Lock()
-        self.connections = 0
-        self.subscribers: set[asyncio.Queue[Advertisement]] = set()
-        self._scanner: BleakScanner | None = None
-        self._slots: asyncio.Semaphore | None = None
-
-    def slots(self, limit: int) -> asyncio.Semaphore:
-        """The adapter's connection slots; the first transport on the adapter sizes it."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(limit)
-        return self._slots
-
-    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        advert = to_advertisement(device, adv)
-        for queue in self.subscribers:
-            if queue.full():  # a slow consumer loses its oldest adverts, never blocks us
-                queue.get_nowait()
-            queue.put_nowait(advert)
-
-    async def refresh_locked(self) -> None:
-        """Run the scanner iff someone listens and no connection is open (lock held)."""
-        want = bool(self.subscribers) and self.connections == 0
-        if want and self._scanner is None:
-            scanner = BleakScanner(self._on_advert, bluez={"adapter": self.adapter})
-            try:
-                await scanner.start()
-            except BLEAK_FAILURES as exc:
-                raise translate(exc, self.adapter, "starting discovery") from exc
-            self._scanner = scanner
-            _LOGGER.debug("%s: discovery started", self.adapter)
-        elif not want and self._scanner is not None:
-            scanner, self._scanner = self._scanner, None
-            try:
-                await scanner.stop()
-            except BLEAK_FAILURES as exc:
-                # a scanner that cannot stop is logged, not fatal: connecting may still work
-                _LOGGER.warning("%s: stopping discovery failed: %s", self.adapter, exc)
-            _LOGGER.debug("%s: discovery stopped", self.adapter)
-
-    async def subscribe(self, queue: asyncio.Queue[Advertisement]) -> None:
-        async with self.lock:
-            self.subscribers.add(queue)
-            try:
-                await self.refresh_locked()
-            except BaseException:
-                self.subscribers.discard(queue)
-                raise
-
-    async def unsubscribe(self, queue: asyncio.Queue[Advertisement]) -> None:
-        async with self.lock:
-            self.subscribers.discard(queue)
-            await self.refresh_locked()
-
-
-_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _AdapterGate]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _gate(adapter: str) -> _AdapterGate:
-    per_loop = _GATES.setdefault(asyncio.get_running_loop(), {})
-    if adapter not in per_loop:
-        per_loop[adapter] = _AdapterGate(adapter)
-    return per_loop[adapter]
 
 
 class BleakLink:
@@ -272,8 +193,12 @@ class BleakTransport:
         in_progress_retries: int | None = None,
         in_progress_backoff: float | None = None,
         rng: random.Random | None = None,
+        recovery: RecoverySettings | None = None,
+        on_recovery: Callable[[RecoveryEvent], None] | None = None,
     ) -> None:
-        """in_progress_*: override the table's policy for InProgress (see ble/_errors.py)."""
+        """in_progress_*: override the table's policy for InProgress (see ble/_errors.py);
+        recovery: when a stuck adapter is power-cycled (the adapter's first transport in
+        an event loop sets it); on_recovery: told of every power cycle (for a metric)."""
         if max_concurrent_connections < 1:
             raise ValueError("max_concurrent_connections must be at least 1")
         self.adapter = adapter
@@ -286,7 +211,15 @@ class BleakTransport:
             heals=base.heals,
         )
         self._rng = rng or random.Random()
+        self.recovery = recovery or RecoverySettings()
+        self._on_recovery = on_recovery
         self._adapter_name: str | None = None if _MAC.fullmatch(adapter) else adapter
+
+    async def _gate(self) -> AdapterGate:
+        gate = adapter_gate(await self.adapter_name(), self.recovery)
+        if self._on_recovery is not None and self._on_recovery not in gate.listeners:
+            gate.listeners.append(self._on_recovery)
+        return gate
 
     def policy(self, trouble: Trouble) -> RetryPolicy:
         """The retry policy this transport applies to a class of trouble."""
@@ -305,7 +238,7 @@ class BleakTransport:
         return self._advert_gen()
 
     async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
-        gate = _gate(await self.adapter_name())
+        gate = await self._gate()
         queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
         await gate.subscribe(queue)
         try:
@@ -338,7 +271,7 @@ class BleakTransport:
         """Connect (scanning paused), yield a Link, disconnect on exit."""
         address = address.upper()
         timeout = self.connect_timeout if timeout is None else timeout
-        gate = _gate(await self.adapter_name())
+        gate = await self._gate()
         slots = gate.slots(self.max_concurrent_connections)
         try:
             async with asyncio.timeout(timeout):
@@ -352,7 +285,7 @@ class BleakTransport:
                 gate.connections += 1
                 try:
                     await gate.refresh_locked()  # stops discovery
-                    link = await self._establish(address, timeout)
+                    link = await self._establish(gate, address, timeout)
                 except BaseException:
                     gate.connections -= 1
                     with contextlib.suppress(TransportError):
@@ -365,7 +298,7 @@ class BleakTransport:
         finally:
             slots.release()
 
-    async def _release(self, gate: _AdapterGate, link: BleakLink) -> None:
+    async def _release(self, gate: AdapterGate, link: BleakLink) -> None:
         await link.close()
         async with gate.lock:
             gate.connections -= 1
@@ -374,11 +307,12 @@ class BleakTransport:
             except TransportError as exc:
                 _LOGGER.warning("%s: resuming discovery failed: %s", self.adapter, exc)
 
-    async def _establish(self, address: str, timeout: float) -> BleakLink:
+    async def _establish(self, gate: AdapterGate, address: str, timeout: float) -> BleakLink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        device = await self._find(address, timeout)
+        device = await self._find(gate, address, timeout)
         attempt = 0
+        retried_after_recovery = False
         while True:
             attempt += 1
             link = BleakLink(address)
@@ -399,6 +333,9 @@ class BleakTransport:
                     ) from exc
                 trouble = classify(exc)
                 policy = self.policy(trouble)
+                if await gate.failed_locked(trouble) and not retried_after_recovery:
+                    retried_after_recovery = True  # one more try on the power-cycled adapter
+                    continue
                 if attempt <= policy.retries:
                     delay = retry_delay(policy, attempt, self._rng)
                     if loop.time() + delay < deadline:
@@ -407,13 +344,14 @@ class BleakTransport:
                         await asyncio.sleep(delay)
                         continue
                 raise translate(exc, address, f"connect (attempt {attempt})", trouble) from exc
+            gate.succeeded()
             link._attach(client)
             return link
 
-    async def _find(self, address: str, timeout: float) -> BLEDevice:
+    async def _find(self, gate: AdapterGate, address: str, timeout: float) -> BLEDevice:
         """The BLEDevice BlueZ already knows, else one found by a short discovery."""
+        adapter = gate.adapter
         try:
-            adapter = await self.adapter_name()
             device = await get_device_by_adapter(address, adapter)
             if device is None:
                 # discovery before the connect, inside the adapter lock: never concurrent
@@ -421,7 +359,9 @@ class BleakTransport:
                     address, timeout=timeout, bluez={"adapter": adapter}
                 )
         except BLEAK_FAILURES as exc:
-            raise translate(exc, address, "looking up the device") from exc
+            trouble = classify(exc)
+            await gate.failed_locked(trouble)
+            raise translate(exc, address, "looking up the device", trouble) from exc
         if device is None:
             raise DeviceNotFoundError(f"{address}: not seen on {self.adapter} within {timeout} s")
         return device

@@ -186,6 +186,19 @@ class Device:
                 return
 
 
+def adapter_stuck(adapter):
+    """The adapter's scripted fault: "", "in-progress" or "silent"."""
+    return getattr(adapter, "fake_stuck", "")
+
+
+def check_adapter(adapter):
+    """Raise what BlueZ answers on an adapter that is off or wedged."""
+    if not adapter.props["org.bluez.Adapter1"]["Powered"]:
+        raise error("org.bluez.Error.NotReady", "Resource Not Ready")
+    if adapter_stuck(adapter) == "in-progress":
+        raise error("org.bluez.Error.InProgress", "Operation already in progress")
+
+
 def device(address):
     try:
         return DEVICES[address.upper()]
@@ -198,6 +211,7 @@ def device(address):
 
 def dev_connect(obj):
     dev = DEVICES[str(obj.props[DEVICE_IFACE]["Address"])]
+    check_adapter(mockobject.objects[str(obj.props[DEVICE_IFACE]["Adapter"])])
     if dev.connect_failures:
         name, message = dev.connect_failures.pop(0)
         if message == "le-connection-abort-by-local":

@@ -75,6 +75,8 @@ def _readvertise():
     for adapter_path, obj in list(mockobject.objects.items()):
         if ADAPTER_IFACE not in obj.props or not obj.props[ADAPTER_IFACE]["Discovering"]:
             continue
+        if peripheral.adapter_stuck(obj) == "silent":
+            continue  # a wedged controller: discovery "runs" and reports nothing
         for dev in peripheral.DEVICES.values():
             if not dev.path.startswith(adapter_path + "/") or not dev.advertising:
                 continue
@@ -94,6 +96,7 @@ def _readvertise():
 
 
 def _start_discovery(adapter):
+    peripheral.check_adapter(adapter)
     adapter.discovery_clients = getattr(adapter, "discovery_clients", 0) + 1
     peripheral.emit_changed(adapter, ADAPTER_IFACE, {"Discovering": dbus.Boolean(True)})
     GLib.idle_add(lambda: _readvertise() and False)
@@ -107,6 +110,40 @@ def _stop_discovery(adapter):
 
 def _remove_device(adapter, path):
     raise peripheral.error("org.bluez.Error.NotSupported", "the fake keeps its devices")
+
+
+def _set_powered(adapter, powered):
+    """What BlueZ does on Set(Adapter1.Powered): rfkill refuses; off ends discovery and links."""
+    blocked = getattr(adapter, "rfkill_blocked", False)
+    if powered and blocked:
+        raise peripheral.error("org.bluez.Error.Failed", "Blocked through rfkill")
+    adapter.power_log = [*getattr(adapter, "power_log", []), "on" if powered else "off"]
+    if not powered:
+        for dev in peripheral.DEVICES.values():
+            if dev.path.startswith(adapter.path + "/"):
+                dev.drop()
+        peripheral.emit_changed(adapter, ADAPTER_IFACE, {
+            "Powered": dbus.Boolean(False),
+            "PowerState": dbus.String("off-blocked" if blocked else "off"),
+            "Discovering": dbus.Boolean(False),
+        })
+    else:
+        adapter.fake_stuck = ""  # a power cycle is what unsticks a wedged controller
+        peripheral.emit_changed(adapter, ADAPTER_IFACE, {
+            "Powered": dbus.Boolean(True), "PowerState": dbus.String("on"),
+        })
+
+
+_MOCK_SET = mockobject.DBusMockObject.Set
+
+
+@dbus.service.method(dbus.PROPERTIES_IFACE, in_signature="ssv", out_signature="")
+def _properties_set(self, interface_name, property_name, value, *args, **kwargs):
+    if interface_name == ADAPTER_IFACE and property_name == "Powered":
+        self.log(f"Set {self.path} Powered {bool(value)}")
+        _set_powered(self, bool(value))
+        return
+    _MOCK_SET(self, interface_name, property_name, value, *args, **kwargs)
 
 
 # --- control interface on / ----------------------------------------------------------
@@ -361,9 +398,32 @@ def GetAdapterState(self, name):
         {
             "discovering": dbus.Boolean(obj.props[ADAPTER_IFACE]["Discovering"]),
             "discovery_starts": dbus.UInt32(getattr(obj, "discovery_clients", 0)),
+            "powered": dbus.Boolean(obj.props[ADAPTER_IFACE]["Powered"]),
+            "power_log": dbus.Array(getattr(obj, "power_log", []), signature="s"),
+            "stuck": dbus.String(peripheral.adapter_stuck(obj)),
         },
         signature="sv",
     )
+
+
+@dbus.service.method(CONTROL_IFACE, in_signature="ss", out_signature="")
+def SetAdapterStuck(self, name, mode):
+    """mode "in-progress": Connect / StartDiscovery answer InProgress; "silent": discovery
+    reports nothing; "": healthy. A power cycle (Powered false, then true) clears it."""
+    if mode not in ("", "in-progress", "silent"):
+        raise peripheral.error("com.batteryhawk.FakeBlueZ.BadMode", mode)
+    mockobject.objects["/org/bluez/" + name].fake_stuck = str(mode)
+
+
+@dbus.service.method(CONTROL_IFACE, in_signature="sbs", out_signature="")
+def SetAdapterPower(self, name, powered, power_state):
+    """Power the adapter on or off behind the daemon's back (power_state "off-blocked": rfkill)."""
+    adapter = mockobject.objects["/org/bluez/" + name]
+    adapter.rfkill_blocked = power_state == "off-blocked"
+    changed = {"Powered": dbus.Boolean(powered), "PowerState": dbus.String(power_state)}
+    if not powered:
+        changed["Discovering"] = dbus.Boolean(False)
+    peripheral.emit_changed(adapter, ADAPTER_IFACE, changed)
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="", out_signature="b")
@@ -372,6 +432,7 @@ def Ping(self):
 
 
 def load(mock, _parameters):
+    mockobject.DBusMockObject.Set = _properties_set
     mock.AddObject("/org/bluez", AGENT_MANAGER_IFACE, {}, [
         ("RegisterAgent", "os", "", ""),
         ("RequestDefaultAgent", "o", "", ""),

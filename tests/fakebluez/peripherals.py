@@ -144,6 +144,20 @@ class PeripheralControl:
         return {k: v.value for k, v in state.items()}
 
     def adapter_state(self, adapter: str = "hci0") -> dict[str, Any]:
-        """discovering (bool) and discovery_starts (StartDiscovery calls so far)."""
+        """discovering, discovery_starts (StartDiscovery calls so far), powered,
+        power_log (["off", "on", ...]: every Set of Powered by a client) and stuck."""
         state = self.call("GetAdapterState", "s", adapter)
-        return {k: v.value for k, v in state.items()}
+        return {k: (list(v.value) if k == "power_log" else v.value) for k, v in state.items()}
+
+    def set_adapter_stuck(self, mode: str = "in-progress", adapter: str = "hci0") -> None:
+        """Wedge the adapter: "in-progress" (Connect / StartDiscovery answer InProgress) or
+        "silent" (discovery reports nothing); "" heals it. A power cycle heals it too."""
+        self.call("SetAdapterStuck", "ss", adapter, mode)
+
+    def set_adapter_power(
+        self, powered: bool, *, rfkill: bool = False, adapter: str = "hci0"
+    ) -> None:
+        """Switch the adapter on or off behind the daemon's back; rfkill: soft-blocked
+        (PowerState off-blocked, and Powered cannot be set true)."""
+        state = "on" if powered else ("off-blocked" if rfkill else "off")
+        self.call("SetAdapterPower", "sbs", adapter, powered, state)
