@@ -134,9 +134,12 @@ class App:
             from battery_hawk.ble import BleakTransport
 
             bt = self.config.bluetooth
+            metrics = self.metrics
             self._transport = BleakTransport(
                 adapter=bt.adapter, connect_timeout=bt.connect_timeout,
                 max_concurrent_connections=bt.max_concurrent_connections,
+                on_recovery=lambda event: metrics.observe_adapter_recovery(
+                    event.adapter, event.reason, event.method, event.ok),
             )
         return self._transport
 

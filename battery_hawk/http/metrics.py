@@ -187,6 +187,12 @@ class Metrics:
         self._transport_errors = Counter(
             "battery_hawk_transport_errors", "BLE transport failures", LABELS, registry=reg
         )
+        self._adapter_recoveries = Counter(
+            "battery_hawk_adapter_recoveries",
+            "Power cycles of a stuck Bluetooth adapter (reason: stuck / silent; "
+            "method: dbus / bluetooth-auto-recovery; result: ok / failed)",
+            ("adapter", "reason", "method", "result"), registry=reg,
+        )
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         reg.register(self._mqtt)
@@ -270,6 +276,10 @@ class Metrics:
 
     def observe_transport_error(self, device: DeviceInfo) -> None:
         self._transport_errors.labels(*self._of(device)).inc()
+
+    def observe_adapter_recovery(self, adapter: str, reason: str, method: str, ok: bool) -> None:
+        """One power cycle of a stuck adapter (see battery_hawk.ble.recovery)."""
+        self._adapter_recoveries.labels(adapter, reason, method, "ok" if ok else "failed").inc()
 
     def set_online(self, device: DeviceInfo, online: bool) -> None:
         self._online.labels(*self._of(device)).set(1 if online else 0)
