@@ -18,11 +18,12 @@ __all__ = ["ReadingsOutput"]
 
 
 class ReadingsOutput:
-    """The reading's document, not retained, on the device's readings topic."""
+    """The state document (insight fields too), not retained, on the readings topic."""
 
     def __init__(self, topics: Topics) -> None:
         self._topics = topics
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
+        extra = None if item.insight is None else item.insight.payload_fields()
         yield Outgoing(self._topics.device_readings(item.device_id),
-                       state_payload(item.reading), False)
+                       state_payload(item.reading, extra), False)
