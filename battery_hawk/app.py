@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Coroutine
-from datetime import UTC, datetime
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from battery_hawk.ble.link import Transport
 from battery_hawk.config import Config, DeviceConfig, load_config
 from battery_hawk.coordinator import DeviceCoordinator, offline_after
 from battery_hawk.errors import BatteryHawkError, ConfigError
+from battery_hawk.history.gapfill import GapFiller, GapLedger, GapWatch
 from battery_hawk.http import DeviceStatus as HttpDeviceStatus
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
 from battery_hawk.http.routes import Request, Response, json_response
@@ -42,6 +43,7 @@ from battery_hawk.pipeline import (
     StateOutput,
 )
 from battery_hawk.protocols import get_driver
+from battery_hawk.protocols.history import HISTORY_FAMILIES, HistoryRecord
 from battery_hawk.publisher import (
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
@@ -88,6 +90,7 @@ class App:
         storage = Path(config.storage.path)
         self._seq = SeqStore(storage)
         self._announced = Announcements(storage)
+        self.gaps = GapLedger(storage)
         self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
         self.retained = RetainedTopics(self._publish_retained, debounce=birth_debounce)
         self.coordinators: dict[str, DeviceCoordinator] = {}
@@ -123,8 +126,13 @@ class App:
             self.alerting,
             self.discovery,
             self.publishing,
+            GapWatch(self.gaps, self._gap_after),
             MetricsStage(self.metrics, self._stats),
         ])
+        self.gap_filler = GapFiller(
+            self.gaps, self._publish_history, self.topics.device_readings, stop=self._stop,
+            timeout=self.config.bluetooth.connect_timeout, on_published=self._history_published,
+        )
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -182,6 +190,7 @@ class App:
         self._tasks.clear()
         self._device_tasks.clear()
         self._seq.close()
+        self.gaps.close()
         await self.retained.close()
         if self.mqtt is not None:
             try:  # flush, then offline; bounded even if the broker link is a black hole
@@ -233,6 +242,9 @@ class App:
             device, driver, self.transport, self, self._seq,
             connect_timeout=self.config.bluetooth.connect_timeout,
         )
+        if self._gap_after(device.device_id, coordinator) is not None:
+            coordinator.after_reading = self._fill_gaps
+            coordinator.wants_visit = lambda c: bool(self.gaps.pending(c.info.device_id))
         self.coordinators[device.device_id] = coordinator
         self.insight.start(device.device_id, time.time())
         if coordinator.listens:
@@ -308,6 +320,29 @@ class App:
             self.metrics.observe_decode_error(device)
         else:
             self.metrics.observe_transport_error(device)
+
+    def _gap_after(
+        self, device_id: str, coordinator: DeviceCoordinator | None = None
+    ) -> timedelta | None:
+        """Silence that counts as a gap to fill from history; None: no gap fill."""
+        coordinator = coordinator or self.coordinators.get(device_id)
+        if coordinator is None:
+            return None
+        device = coordinator.config
+        if (not device.history or device.mode == "passive"
+                or coordinator.driver.family not in HISTORY_FAMILIES):
+            return None
+        return timedelta(seconds=offline_after(device.poll_interval))
+
+    async def _fill_gaps(self, coordinator: DeviceCoordinator) -> None:
+        await self.gap_filler.visit(self.transport, coordinator.config.address,
+                                    coordinator.driver, coordinator.info)
+
+    async def _publish_history(self, topic: str, payload: bytes) -> None:
+        await self._publish(topic, payload, retain=False)
+
+    def _history_published(self, device: DeviceInfo, records: Sequence[HistoryRecord]) -> None:
+        self.metrics.observe_history(device, len(records))
 
     def _expire_after(self, device_id: str) -> int:
         coordinator = self.coordinators.get(device_id)

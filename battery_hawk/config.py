@@ -157,6 +157,8 @@ class DeviceConfig:
     # poll_interval; auto: advertisements when they carry a reading, a connection for
     # what they do not (see DeviceCoordinator).
     mode: str = field(default="auto", metadata=_choice("auto", "passive", "poll"))
+    # BM2 / BM6 / BM7: fill gaps in the live readings from the monitor's own memory
+    history: bool = True
 
     @property
     def profile(self) -> BatteryProfile:

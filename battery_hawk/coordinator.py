@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -91,8 +91,14 @@ class DeviceCoordinator:
         connect_timeout: float = 20.0,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        after_reading: Callable[[DeviceCoordinator], Awaitable[object]] | None = None,
+        wants_visit: Callable[[DeviceCoordinator], bool] | None = None,
     ) -> None:
         self.config = config
+        # the history gap fill: after_reading runs after each visit's reading is handed on
+        # (it must not raise); wants_visit makes auto mode connect although adverts flow
+        self.after_reading = after_reading
+        self.wants_visit = wants_visit
         self.driver = driver
         self.info = DeviceInfo(
             device_id=config.device_id,
@@ -131,6 +137,8 @@ class DeviceCoordinator:
     def _visit_due(self) -> bool:
         """auto: skip a connection while adverts bring readings and the last one is fresh."""
         if self.config.mode != "auto" or not self.listens:
+            return True
+        if self.wants_visit is not None and self.wants_visit(self):
             return True
         now, interval = self._clock(), self.config.poll_interval
         adverts_flow = self._last_advert is not None and now - self._last_advert < interval
@@ -198,6 +206,8 @@ class DeviceCoordinator:
         self._breaker.record_success()
         self._last_visit, self._last_connected = self._clock(), reading
         await self._emit(reading, rssi=None, duration=self._clock() - started)
+        if self.after_reading is not None:
+            await self.after_reading(self)
         return reading
 
     async def feed(self, adv: Advertisement) -> Reading | None:

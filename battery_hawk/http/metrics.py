@@ -193,6 +193,11 @@ class Metrics:
             "method: dbus / bluetooth-auto-recovery; result: ok / failed)",
             ("adapter", "reason", "method", "result"), registry=reg,
         )
+        self._history = Counter(
+            "battery_hawk_history_readings",
+            "Readings filled in from a monitor's own memory and published",
+            LABELS, registry=reg,
+        )
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         reg.register(self._mqtt)
@@ -223,7 +228,7 @@ class Metrics:
     def _series(self) -> list[Gauge | Counter]:
         gauges = [gauge for gauge, _ in self._fields.values()]
         return [*gauges, self._rssi, self._seq, self._last, self._online, self._readings,
-                self._decode_errors, self._transport_errors]  # fmt: skip
+                self._decode_errors, self._transport_errors, self._history]  # fmt: skip
 
     def add_device(self, device: DeviceInfo) -> None:
         """Make a device's counters and online gauge exist (at 0) before its first reading."""
@@ -231,7 +236,8 @@ class Metrics:
         if self._labels.get(device.device_id) not in (None, labels):
             self.remove_device(device.device_id)  # renamed: drop the old series
         self._labels[device.device_id] = labels
-        for counter in (self._readings, self._decode_errors, self._transport_errors):
+        for counter in (self._readings, self._decode_errors, self._transport_errors,
+                        self._history):
             counter.labels(*labels)
         self._online.labels(*labels)
 
@@ -270,6 +276,10 @@ class Metrics:
         self._seq.labels(*labels).set(dr.seq)
         self._last.labels(*labels).set(dr.timestamp.timestamp())
         self._readings.labels(*labels).inc()
+
+    def observe_history(self, device: DeviceInfo, count: int) -> None:
+        """count readings from the device's memory were published."""
+        self._history.labels(*self._of(device)).inc(count)
 
     def observe_decode_error(self, device: DeviceInfo) -> None:
         self._decode_errors.labels(*self._of(device)).inc()
