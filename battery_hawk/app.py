@@ -38,6 +38,7 @@ from battery_hawk.pipeline import (
     InsightStage,
     MetricsStage,
     Pipeline,
+    ProcessedReading,
     PublishStage,
     ReadingsOutput,
     StateOutput,
@@ -87,6 +88,8 @@ class App:
         self._stats_interval = stats_interval
         self._availability_interval = availability_interval
         self.started_at = time.monotonic()
+        self._mqtt_seen_up = self.started_at  # last time MQTT was seen connected
+        self._last_items: dict[str, ProcessedReading] = {}  # for /api/devices and the page
         storage = Path(config.storage.path)
         self._seq = SeqStore(storage)
         self._announced = Announcements(storage)
@@ -267,6 +270,7 @@ class App:
         if coordinator is not None:
             self._passive.pop(coordinator.config.address, None)
         self.pipeline.forget(device_id)
+        self._last_items.pop(device_id, None)
         self.metrics.remove_device(device_id)
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
@@ -306,7 +310,7 @@ class App:
     # ---- ReadingSink ---------------------------------------------------------------
 
     async def on_reading(self, reading: DeviceReading) -> None:
-        await self.pipeline.process(reading)
+        self._last_items[reading.device.device_id] = await self.pipeline.process(reading)
 
     async def on_availability(self, device: DeviceInfo, online: bool) -> None:
         payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
@@ -436,6 +440,7 @@ class App:
             self._seq.flush_if_due()  # a quiet device must not keep its seq only in memory
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
+            self._mqtt_down_for()  # notes when MQTT was last up, for /health
             await self._check_alerts_between_readings()
 
     async def _check_alerts_between_readings(self) -> None:
@@ -446,8 +451,9 @@ class App:
                                           coordinator.silent_for(),
                                           self.insight.link(did, now.timestamp()))
             if changes:
-                await self.publishing.publish_alerts(did, self.alerting.status(did), changes,
-                                                     now)
+                status = self.alerting.status(did)
+                self.metrics.set_alerts(did, {str(k): s.active for k, s in status.items()})
+                await self.publishing.publish_alerts(did, status, changes, now)
 
     async def _stats_loop(self) -> None:
         while True:
@@ -493,6 +499,16 @@ class App:
         coordinator.reset_breaker()
         return json_response({"device_id": device_id, "breaker": coordinator.breaker_state})
 
+    def _mqtt_down_for(self) -> float | None:
+        """Seconds MQTT has not been connected (None while it is, or when it is disabled)."""
+        if self.mqtt is None:
+            return None
+        now = time.monotonic()
+        if self.mqtt.connection_state.name == "CONNECTED":
+            self._mqtt_seen_up = now
+            return None
+        return now - self._mqtt_seen_up
+
     def health(self) -> HealthSnapshot:
         loops = {t.get_name().removeprefix("battery-hawk:"): not t.done()
                  for t in (*self._tasks, *self._device_tasks.values())}
@@ -504,18 +520,38 @@ class App:
             loops=loops,
             mqtt_queue_size=self.mqtt.stats.queue_size if self.mqtt else None,
             version=__version__,
+            mqtt_down_s=self._mqtt_down_for(),
+            mqtt_grace_s=self.config.http.health_mqtt_grace,
         )
 
     def devices(self) -> list[HttpDeviceStatus]:
         result = []
-        for coordinator in self.coordinators.values():
+        now = time.time()
+        for did, coordinator in self.coordinators.items():
             status = coordinator.status
             last = status.last_reading
+            link = self.insight.link(did, now)
+            item = self._last_items.get(did)
+            insight = item.insight if item is not None else None
+            alerts = self.alerting.status(did)
             result.append(HttpDeviceStatus(
                 info=coordinator.info, online=bool(status.online),
                 last_seen=last.timestamp if last else None, latest=last,
                 readings=status.readings, decode_errors=status.decode_errors,
                 transport_errors=status.transport_errors, last_error=status.last_error,
+                stale=coordinator.silent_for() >= offline_after(coordinator.config.poll_interval),
+                breaker=coordinator.breaker_state,
+                success_rate=link.success_rate if link else None,
+                latency_p50=link.latency_p50 if link else None,
+                latency_p95=link.latency_p95 if link else None,
+                quality=str(link.quality) if link and link.quality is not None else None,
+                trend=str(insight.trend) if insight and insight.trend else None,
+                voltage_slope=insight.voltage_slope if insight else None,
+                time_to_low_mins=None if insight is None or insight.time_to_low_h is None
+                else round(insight.time_to_low_h * 60),
+                soc_estimated=insight.soc_estimated if insight else None,
+                alerts=tuple(str(k) for k, s in alerts.items() if s.active),
+                history=tuple(self.insight.voltage_history(did)),
             ))
         return result
 

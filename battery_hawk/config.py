@@ -200,6 +200,8 @@ class HttpConfig:
     # bearer token for admin calls (POST .../reset-breaker) from other hosts; loopback
     # clients need none
     admin_token: str | None = field(default=None, repr=False)
+    # /health answers 503 once MQTT has not been connected for this many seconds
+    health_mqtt_grace: float = field(default=120.0, metadata=_bounds(0))
 
 
 @dataclass(frozen=True, slots=True)

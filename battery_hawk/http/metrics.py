@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import platform
 import re
 from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
@@ -12,8 +12,6 @@ from typing import Final
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -23,6 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from battery_hawk import __version__
+from battery_hawk.http.device_metrics import DeviceCollector
 from battery_hawk.models import DeviceInfo, DeviceReading
 
 __all__ = ["CONTENT_TYPE", "MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource"]
@@ -30,25 +30,9 @@ __all__ = ["CONTENT_TYPE", "MQTT_STATES", "CodeCountSource", "Metrics", "MqttSta
 _LOG = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
-LABELS: Final = ("device_id", "name", "model")
 
 MqttStatsSource = Callable[[], Mapping[str, object]]
 """Returns the MQTTInterface stats at scrape time (e.g. a bound ``stats()`` method)."""
-
-# Reading field -> (metric name in base units, help, factor to convert the Reading value)
-_FIELDS: Final[Mapping[str, tuple[str, str, float]]] = {
-    "voltage": ("battery_hawk_voltage_volts", "Battery voltage", 1.0),
-    "soc": ("battery_hawk_soc_percent", "State of charge", 1.0),
-    "temperature": ("battery_hawk_temperature_celsius", "Battery temperature", 1.0),
-    "current": ("battery_hawk_current_amperes", "Current, positive while charging", 1.0),
-    "power": ("battery_hawk_power_watts", "Power", 1.0),
-    "consumed_ah": ("battery_hawk_consumed_ampere_hours", "Charge consumed", 1.0),
-    "remaining_mins": ("battery_hawk_remaining_seconds", "Time remaining", 60.0),
-    "aux_voltage": ("battery_hawk_aux_voltage_volts", "Auxiliary / starter voltage", 1.0),
-    "solar_power": ("battery_hawk_solar_power_watts", "Solar power", 1.0),
-    "yield_today": ("battery_hawk_yield_today_kilowatt_hours", "Solar yield today", 1.0),
-    "ac_apparent_power": ("battery_hawk_ac_apparent_power_voltamperes", "AC output", 1.0),
-}
 
 MQTT_STATES: Final = (
     "disabled",
@@ -66,6 +50,23 @@ _COUNTER_KEYS: Final = frozenset(
     {"reconnects", "reconnect_count", "connection_attempts", "connection_failures"}
 )
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_]+")
+_MQTT_HELP: Final[Mapping[str, str]] = {
+    "queue_size": "Messages waiting in the MQTT queue",
+    "in_flight": "QoS 1/2 messages sent but not yet acknowledged",
+    "messages_published": "Messages the broker acknowledged",
+    "messages_queued": "Messages put in the MQTT queue",
+    "messages_failed": "Failed attempts to send a message",
+    "messages_dropped": "Messages given up (queue full or retry limit)",
+    "messages_rejected": "Messages refused before queueing (bad topic or payload)",
+    "dropped_overflow": "Oldest messages dropped because the queue was full",
+    "dropped_retry_limit": "Messages dropped after message_retry_limit failed sends",
+    "consecutive_failures": "Failed connection attempts since the last success",
+    "total_connections": "Connections made to the broker",
+    "total_disconnections": "Connections lost or closed",
+    "total_reconnections": "Reconnections after a lost connection",
+    "last_connection_attempt": "Unix time of the last connection attempt",
+    "last_connected": "Unix time the current or last connection was made",
+}
 
 
 class _MqttCollector(Collector):
@@ -116,11 +117,13 @@ class _MqttCollector(Collector):
             name = _NOT_NAME.sub("_", key).strip("_").lower()
             if not name:
                 continue
-            base = name.removesuffix("_total")
-            if name.endswith("_total") or name.startswith("messages_") or name in _COUNTER_KEYS:
-                yield CounterMetricFamily(f"battery_hawk_mqtt_{base}", f"MQTT {key}", value=value)
+            text = _MQTT_HELP.get(name, f"MQTT interface figure {key}")
+            base = name.removesuffix("_total").removeprefix("total_")
+            if (name.endswith("_total") or name.startswith(("messages_", "total_", "dropped_"))
+                    or name in _COUNTER_KEYS):
+                yield CounterMetricFamily(f"battery_hawk_mqtt_{base}", text, value=value)
             else:
-                yield GaugeMetricFamily(f"battery_hawk_mqtt_{name}", f"MQTT {key}", value=value)
+                yield GaugeMetricFamily(f"battery_hawk_mqtt_{name}", text, value=value)
 
 
 class _CodeCollector(Collector):
@@ -159,52 +162,16 @@ class Metrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
-        self._fields = {
-            field: (Gauge(name, text, LABELS, registry=reg), factor)
-            for field, (name, text, factor) in _FIELDS.items()
-        }
-        self._rssi = Gauge(
-            "battery_hawk_rssi_dbm", "Received signal strength", LABELS, registry=reg
-        )
-        self._seq = Gauge(
-            "battery_hawk_seq", "Sequence number of the last reading", LABELS, registry=reg
-        )
-        self._last = Gauge(
-            "battery_hawk_last_reading_timestamp_seconds",
-            "Unix time of the last reading",
-            LABELS,
-            registry=reg,
-        )
-        self._online = Gauge(
-            "battery_hawk_device_online", "1 while the device is available", LABELS, registry=reg
-        )
-        self._readings = Counter(
-            "battery_hawk_readings", "Readings published", LABELS, registry=reg
-        )
-        self._decode_errors = Counter(
-            "battery_hawk_decode_errors", "Frames that did not decode", LABELS, registry=reg
-        )
-        self._transport_errors = Counter(
-            "battery_hawk_transport_errors", "BLE transport failures", LABELS, registry=reg
-        )
-        self._adapter_recoveries = Counter(
-            "battery_hawk_adapter_recoveries",
-            "Power cycles of a stuck Bluetooth adapter (reason: stuck / silent; "
-            "method: dbus / bluetooth-auto-recovery; result: ok / failed)",
-            ("adapter", "reason", "method", "result"), registry=reg,
-        )
-        self._history = Counter(
-            "battery_hawk_history_readings",
-            "Readings filled in from a monitor's own memory and published",
-            LABELS, registry=reg,
-        )
+        self._devices = DeviceCollector()
+        reg.register(self._devices)
+        reg.register(_BuildInfo())
+        self._recoveries = _RecoveryCollector()
+        reg.register(self._recoveries)
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         reg.register(self._mqtt)
         self._codes = _CodeCollector()
         reg.register(self._codes)
-        self._labels: dict[str, tuple[str, str, str]] = {}
-        self._reported: dict[str, set[str]] = {}  # device_id -> fields with a live gauge
         if process:
             self._add_process_collectors()
 
@@ -225,75 +192,71 @@ class Metrics:
         """Read the decoders' unknown-code counts from `source` at every scrape."""
         self._codes.source = source
 
-    def _series(self) -> list[Gauge | Counter]:
-        gauges = [gauge for gauge, _ in self._fields.values()]
-        return [*gauges, self._rssi, self._seq, self._last, self._online, self._readings,
-                self._decode_errors, self._transport_errors, self._history]  # fmt: skip
-
     def add_device(self, device: DeviceInfo) -> None:
         """Make a device's counters and online gauge exist (at 0) before its first reading."""
-        labels = (device.device_id, device.name, device.model)
-        if self._labels.get(device.device_id) not in (None, labels):
-            self.remove_device(device.device_id)  # renamed: drop the old series
-        self._labels[device.device_id] = labels
-        for counter in (self._readings, self._decode_errors, self._transport_errors,
-                        self._history):
-            counter.labels(*labels)
-        self._online.labels(*labels)
+        self._devices.add(device)
 
     def remove_device(self, device_id: str) -> None:
         """Drop every series of a device (removed from the config)."""
-        labels = self._labels.pop(device_id, None)
-        self._reported.pop(device_id, None)
-        if labels is None:
-            return
-        for metric in self._series():
-            with contextlib.suppress(KeyError):
-                metric.remove(*labels)
-
-    def _of(self, device: DeviceInfo) -> tuple[str, str, str]:
-        labels = self._labels.get(device.device_id)
-        if labels is None or labels != (device.device_id, device.name, device.model):
-            self.add_device(device)
-            labels = self._labels[device.device_id]
-        return labels
+        self._devices.remove(device_id)
 
     def observe_reading(self, dr: DeviceReading) -> None:
-        """One published reading: field gauges, rssi, seq, timestamp, readings_total."""
-        labels = self._of(dr.device)
-        reported = self._reported.setdefault(dr.device.device_id, set())
-        for field, (gauge, factor) in self._fields.items():
-            value = getattr(dr.reading, field)
-            if value is not None:
-                gauge.labels(*labels).set(value * factor)
-                reported.add(field)
-            elif field in reported:  # not reported now: no stale value
-                reported.discard(field)
-                with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
-        if dr.rssi is not None:
-            self._rssi.labels(*labels).set(dr.rssi)
-        self._seq.labels(*labels).set(dr.seq)
-        self._last.labels(*labels).set(dr.timestamp.timestamp())
-        self._readings.labels(*labels).inc()
+        """One published reading: field gauges, rssi, seq, timestamp, readings, duration."""
+        self._devices.reading(dr)
+
+    def observe_link(self, device_id: str, success_ratio: float | None,
+                     quality: float | None) -> None:
+        """The device's read success ratio (0..1) and link grade (0..3) over the last hour."""
+        self._devices.link(device_id, success_ratio, quality)
+
+    def set_alerts(self, device_id: str, active: Mapping[str, bool]) -> None:
+        """The state of each alert kind of a device."""
+        self._devices.alerts(device_id, active)
 
     def observe_history(self, device: DeviceInfo, count: int) -> None:
         """count readings from the device's memory were published."""
-        self._history.labels(*self._of(device)).inc(count)
+        self._devices.history(device, count)
 
     def observe_decode_error(self, device: DeviceInfo) -> None:
-        self._decode_errors.labels(*self._of(device)).inc()
+        self._devices.error(device, "decode")
 
     def observe_transport_error(self, device: DeviceInfo) -> None:
-        self._transport_errors.labels(*self._of(device)).inc()
+        self._devices.error(device, "transport")
 
     def observe_adapter_recovery(self, adapter: str, reason: str, method: str, ok: bool) -> None:
         """One power cycle of a stuck adapter (see battery_hawk.ble.recovery)."""
-        self._adapter_recoveries.labels(adapter, reason, method, "ok" if ok else "failed").inc()
+        key = (adapter, reason, method, "ok" if ok else "failed")
+        self._recoveries.counts[key] = self._recoveries.counts.get(key, 0) + 1
 
     def set_online(self, device: DeviceInfo, online: bool) -> None:
-        self._online.labels(*self._of(device)).set(1 if online else 0)
+        self._devices.online(device, online)
 
     def render(self) -> bytes:
         """The text exposition format (CONTENT_TYPE) of everything in the registry."""
         return generate_latest(self.registry)
+
+
+class _RecoveryCollector(Collector):
+    """Adapter power cycles, as a counter without a _created series."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str, str], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "battery_hawk_adapter_recoveries",
+            "Power cycles of a stuck Bluetooth adapter (reason: stuck / silent; "
+            "method: dbus / bluetooth-auto-recovery; result: ok / failed)",
+            labels=["adapter", "reason", "method", "result"])
+        for labels, count in sorted(self.counts.items()):
+            family.add_metric(list(labels), float(count))
+        yield family
+
+
+class _BuildInfo(Collector):
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("battery_hawk_build_info",
+                                   "Always 1; labels say which battery-hawk and Python run",
+                                   labels=["version", "python"])
+        family.add_metric([__version__, platform.python_version()], 1.0)
+        yield family

@@ -17,6 +17,7 @@ __all__ = [
     "HealthSnapshot",
     "Overall",
     "StatusProvider",
+    "checks",
     "device_document",
     "health_document",
 ]
@@ -45,6 +46,18 @@ class DeviceStatus:
     decode_errors: int = 0
     transport_errors: int = 0
     last_error: str | None = None
+    stale: bool = False  # no reading within the device's offline period
+    breaker: str | None = None  # closed, open, half_open
+    success_rate: float | None = None  # 0..1, last hour
+    latency_p50: float | None = None  # s, last hour
+    latency_p95: float | None = None
+    quality: str | None = None  # EXCELLENT, GOOD, POOR, CRITICAL
+    trend: str | None = None  # charging, discharging, idle
+    voltage_slope: float | None = None  # V/h
+    time_to_low_mins: float | None = None
+    soc_estimated: float | None = None
+    alerts: tuple[str, ...] = ()  # active alert kinds
+    history: tuple[tuple[float, float], ...] = ()  # (Unix time, V) of the last hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,8 @@ class HealthSnapshot:
     loops: Mapping[str, bool] = field(default_factory=dict)
     mqtt_queue_size: int | None = None
     version: str | None = None
+    mqtt_down_s: float | None = None  # seconds MQTT has not been connected (None: it is)
+    mqtt_grace_s: float = 120.0  # how long MQTT may be down before health fails
 
 
 class StatusProvider(Protocol):
@@ -79,9 +94,31 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
+def checks(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> dict[str, dict[str, object]]:
+    """The three health checks, each with ``ok`` and what it looked at.
+
+    loops: every supervised loop runs. mqtt: MQTT is connected, disabled, or down for no
+    longer than the grace period. devices: at least one device read within its offline
+    period (or none is configured).
+    """
+    dead = sorted(name for name, alive in health.loops.items() if not alive)
+    down = health.mqtt_down_s
+    mqtt_ok = (health.mqtt_state.lower() in _MQTT_FINE or down is None
+               or down <= health.mqtt_grace_s)
+    stale = sum(1 for d in devices if d.stale)
+    return {
+        "loops": {"ok": not dead, "dead": dead},
+        "mqtt": {"ok": mqtt_ok, "state": health.mqtt_state,
+                 "down_s": None if down is None else round(down, 1),
+                 "grace_s": health.mqtt_grace_s},
+        "devices": {"ok": not devices or stale < len(devices), "stale": stale,
+                    "total": len(devices)},
+    }
+
+
 def overall(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> Overall:
-    """failing if a supervised loop is dead; degraded if MQTT is down or a device is offline."""
-    if not all(health.loops.values()):
+    """failing if a health check fails; degraded if MQTT is down or a device is offline."""
+    if not all(c["ok"] for c in checks(health, devices).values()):
         return Overall.FAILING
     if health.mqtt_state.lower() not in _MQTT_FINE or not all(d.online for d in devices):
         return Overall.DEGRADED
@@ -89,10 +126,16 @@ def overall(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> Overall:
 
 
 def health_document(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> dict[str, object]:
-    """The /health body; the server answers 503 when status is failing."""
+    """The /health body; the server answers 503 when status is failing.
+
+    ``failing`` names the checks that failed (loops, mqtt, devices); ``checks`` has each.
+    """
     online = sum(1 for d in devices if d.online)
+    found = checks(health, devices)
     return {
         "status": str(overall(health, devices)),
+        "failing": [name for name, check in found.items() if not check["ok"]],
+        "checks": found,
         "mqtt": {"state": health.mqtt_state, "queue_size": health.mqtt_queue_size},
         "devices": {"online": online, "offline": len(devices) - online, "total": len(devices)},
         "uptime_s": round(health.uptime_s, 3),
@@ -132,4 +175,18 @@ def device_document(status: DeviceStatus) -> dict[str, object]:
             "transport": status.transport_errors,
             "last": status.last_error,
         },
+        "link": {
+            "quality": status.quality,
+            "success_rate": _finite(status.success_rate),
+            "latency_p50_s": _finite(status.latency_p50),
+            "latency_p95_s": _finite(status.latency_p95),
+            "breaker": status.breaker,
+        },
+        "insight": {
+            "trend": status.trend,
+            "voltage_slope": _finite(status.voltage_slope),
+            "time_to_low_mins": _finite(status.time_to_low_mins),
+            "soc_estimated": _finite(status.soc_estimated),
+        },
+        "alerts": list(status.alerts),
     }

@@ -19,4 +19,12 @@ class MetricsStage:
     async def handle(self, item: ProcessedReading) -> ProcessedReading:
         self._stats.readings += 1
         self._metrics.observe_reading(item.reading)
+        if item.insight is not None:
+            link = item.insight.link
+            self._metrics.observe_link(
+                item.device_id, link.success_rate,
+                None if link.quality is None else float(link.quality))
+        if item.alerts:
+            self._metrics.set_alerts(item.device_id,
+                                     {str(k): s.active for k, s in item.alerts.items()})
         return item

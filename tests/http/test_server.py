@@ -19,6 +19,12 @@ async def test_health_is_ok_with_200_when_everything_is_up(server: HttpServer) -
     assert reply.headers["content-type"].startswith("application/json")
     assert json.loads(reply.body) == {
         "status": "ok",
+        "failing": [],
+        "checks": {
+            "loops": {"ok": True, "dead": []},
+            "mqtt": {"ok": True, "state": "connected", "down_s": None, "grace_s": 120.0},
+            "devices": {"ok": True, "stale": 0, "total": 2},
+        },
         "mqtt": {"state": "connected", "queue_size": 0},
         "devices": {"online": 2, "offline": 0, "total": 2},
         "uptime_s": 3725.5,
@@ -38,12 +44,39 @@ async def test_health_is_degraded_but_200_when_mqtt_is_down_or_a_device_offline(
     assert doc["devices"] == {"online": 1, "offline": 1, "total": 2}
 
 
+async def test_health_fails_when_mqtt_is_down_past_the_grace_period(
+    server: HttpServer, provider: FakeProvider
+) -> None:
+    provider.snapshot = replace(provider.snapshot, mqtt_state="reconnecting", mqtt_down_s=60.0)
+    assert json.loads((await get(server.port, "/health")).body)["status"] == "degraded"
+    provider.snapshot = replace(provider.snapshot, mqtt_state="failed", mqtt_down_s=121.0)
+    reply = await get(server.port, "/health")
+    doc = json.loads(reply.body)
+    assert (reply.status, doc["status"], doc["failing"]) == (503, "failing", ["mqtt"])
+    assert doc["checks"]["mqtt"]["down_s"] == 121.0
+
+
+async def test_health_fails_when_no_device_read_within_its_offline_period(
+    server: HttpServer, provider: FakeProvider
+) -> None:
+    provider.statuses[0] = replace(provider.statuses[0], online=False, stale=True)
+    reply = await get(server.port, "/health")
+    assert (reply.status, json.loads(reply.body)["status"]) == (200, "degraded")
+    provider.statuses[1] = replace(provider.statuses[1], online=False, stale=True)
+    reply = await get(server.port, "/health")
+    doc = json.loads(reply.body)
+    assert (reply.status, doc["failing"]) == (503, ["devices"])
+    assert doc["checks"]["devices"] == {"ok": False, "stale": 2, "total": 2}
+
+
 async def test_health_is_failing_with_503_when_a_watchdog_loop_is_dead(
     server: HttpServer, provider: FakeProvider
 ) -> None:
     provider.snapshot = HealthSnapshot("connected", 10.0, loops={"scanner": True, "mqtt": False})
     reply = await get(server.port, "/health")
-    assert (reply.status, json.loads(reply.body)["status"]) == (503, "failing")
+    doc = json.loads(reply.body)
+    assert (reply.status, doc["status"], doc["failing"]) == (503, "failing", ["loops"])
+    assert doc["checks"]["loops"] == {"ok": False, "dead": ["mqtt"]}
 
 
 async def test_devices_api_lists_latest_reading_availability_and_errors(
@@ -70,7 +103,7 @@ async def test_metrics_expose_device_gauges_counters_and_process_figures(
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("text/plain; version=")
     text = reply.body.decode()
-    labels = 'device_id="aabbccddee01",model="BM6",name="Car battery"'
+    labels = 'device_id="aabbccddee01"'
     assert f"battery_hawk_voltage_volts{{{labels}}} 12.84" in text
     assert f"battery_hawk_readings_total{{{labels}}} 1.0" in text
     assert f"battery_hawk_decode_errors_total{{{labels}}} 1.0" in text
