@@ -41,6 +41,15 @@ class Insight:
     time_to_low_h: float | None = None
     soc_estimated: float | None = None
     link: LinkReport = field(default_factory=LinkReport)
+    estimating: bool = False  # the device reports no SoC and the estimate is on
+
+    def entity_fields(self) -> tuple[str, ...]:
+        """The payload fields that get a Home Assistant entity, from the first reading on.
+
+        All of them, so that discovery does not change as figures appear; soc_estimated
+        only for a device that gets an estimate.
+        """
+        return tuple(k for k in _FIELDS if k != "soc_estimated" or self.estimating)
 
     def payload_fields(self) -> dict[str, object]:
         """The fields this adds to the state document (rounded for people and HA)."""
@@ -55,6 +64,10 @@ class Insight:
             "success_rate": None if link.success_rate is None
             else round(link.success_rate * 100, 1),
         }
+
+
+_FIELDS = ("trend", "voltage_slope", "time_to_low_mins", "soc_estimated",
+           "connection_quality", "success_rate")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -82,11 +95,11 @@ class DeviceInsight:
         time_to_low = None
         if trend is Trend.DISCHARGING:
             time_to_low = hours_to_threshold(reading.voltage, slope, self.settings.low_voltage)
+        estimating = self.settings.estimate_soc and reading.soc is None
         estimate = None
-        if (self.settings.estimate_soc and reading.soc is None and reading.voltage is not None
-                and trend is Trend.IDLE):
+        if estimating and reading.voltage is not None and trend is Trend.IDLE:
             estimate = profile.rest_soc(reading.voltage)
-        return Insight(trend, slope, time_to_low, estimate, self.link.report(at))
+        return Insight(trend, slope, time_to_low, estimate, self.link.report(at), estimating)
 
     def failure(self, at: float) -> None:
         """A read that failed at Unix time ``at``."""

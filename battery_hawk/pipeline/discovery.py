@@ -44,7 +44,7 @@ class DiscoveryStage:
         before = self._announced.get(did).alerts
         fields = reported_fields(item.reading)
         if item.insight is not None:
-            derived = {k for k, v in item.insight.payload_fields().items() if v is not None}
+            derived = set(item.insight.entity_fields())
             fields = (*fields, *(f for f in DISCOVERABLE_FIELDS if f in derived))
         if self._announced.update(did, fields, kinds, self.fingerprint(device)):
             await self.announce(device)
