@@ -23,12 +23,14 @@ They alternate two advertisements. Facts, with their public sources:
   ====== ==================================================================
 
   BM2: OpenMQTTGateway pull request 2373 (MAC reversed, voltage and SoC checked against
-  readings over a connection on several units). BM6: the same layout with the MAC in
-  order, in all four public captures (OpenMQTTGateway issue 1792, fl4p/batmon-ha issue
-  160 twice, theengs/decoder issue 420): the MAC matches the advertiser's every time,
-  the voltages are 12.53 to 13.28 V, and byte 8 equals the SoC the same unit's iBeacon
-  gave in the same report (85 %, 17 %). No public BM7 advertisement is known, so BM7
-  adverts are not decoded.
+  readings over a connection on several units); the capture in theengs/decoder issue
+  420 decrypts to its advertiser's reversed MAC, 12.83 V and the 93 % its iBeacon gave.
+  BM6: the same layout with the MAC in
+  order, in all five public captures (OpenMQTTGateway issue 1792, fl4p/batmon-ha issue
+  160 twice, theengs/decoder issue 420, Rafciq/BM6 issue 16): the MAC matches the
+  advertiser's every time, the voltages are 12.53 to 13.28 V, and byte 8 equals the SoC
+  the same unit's iBeacon gave in the same report (85, 77, 17, 100 %). No public BM7
+  advertisement is known, so BM7 adverts are not decoded.
 
 The MAC at the head of the plaintext is the integrity check: under a wrong key, or for
 another unit's block, it does not match the advertiser's address.
