@@ -28,6 +28,7 @@ from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
 from battery_hawk.http.routes import Request, Response, json_response
 from battery_hawk.insight import AlertThresholds
 from battery_hawk.insight.device import InsightSettings
+from battery_hawk.logs import bind
 from battery_hawk.models import DeviceInfo, DeviceReading
 from battery_hawk.mqtt import MQTTInterface
 from battery_hawk.pipeline import (
@@ -156,6 +157,7 @@ class App:
 
     async def start(self) -> None:
         """Start every part; returns once the tasks run (the broker may still be away)."""
+        bind(gateway_id=self.config.gateway_id, adapter=self.config.bluetooth.adapter)
         await self._start_http()
         if self.mqtt is not None:
             await self.mqtt.start()

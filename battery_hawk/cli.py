@@ -154,7 +154,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in ("run", "check-config"):
         config = load_config(args.config)
         setup_logging(args.log_level or config.logging.level,
-                      args.log_format or config.logging.format)
+                      args.log_format or config.logging.format, secrets=config.secrets())
         if command == "check-config":
             return _check_config(args.config, config)
         from battery_hawk.app import run_daemon

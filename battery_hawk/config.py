@@ -227,6 +227,14 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in the config (password, admin token, device keys in hex)."""
+        found = [self.mqtt.password, self.http.admin_token]
+        for device in self.devices:
+            if device.key is not None:
+                found += [device.key.hex(), device.key.hex().upper()]
+        return tuple(s for s in found if s)
+
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret replaced by ***."""
         data = dataclasses.asdict(self)

@@ -36,6 +36,7 @@ from battery_hawk.errors import (
     NotAReading,
     TransportError,
 )
+from battery_hawk.logs import bind, log_context
 from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Reading
 from battery_hawk.protocols.base import Driver, Mode
 from battery_hawk.storage import SeqStore
@@ -162,6 +163,7 @@ class DeviceCoordinator:
         ``first_delay`` staggers devices so they do not all reach for the radio at once.
         A visit under way when ``stop`` is set finishes first, so shutdown loses no reading.
         """
+        bind(device_id=self.info.device_id, address=self.info.address)  # this task's logs
         interval = self.config.poll_interval
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), first_delay)
@@ -212,6 +214,10 @@ class DeviceCoordinator:
 
     async def feed(self, adv: Advertisement) -> Reading | None:
         """Decode an advertisement of a passive device; publish at most once per interval."""
+        with log_context(device_id=self.info.device_id, address=self.info.address):
+            return await self._feed(adv)
+
+    async def _feed(self, adv: Advertisement) -> Reading | None:
         now = self._clock()
         if self._last_emit is not None and now - self._last_emit < self.config.poll_interval:
             return None
@@ -248,6 +254,10 @@ class DeviceCoordinator:
 
     async def check_availability(self) -> None:
         """Mark the device offline once it has been silent too long (called periodically)."""
+        with log_context(device_id=self.info.device_id, address=self.info.address):
+            await self._check_availability()
+
+    async def _check_availability(self) -> None:
         silent_since = self.status.last_seen if self.status.last_seen is not None else self._started
         if self.status.online is not False and (
             self._clock() - silent_since >= offline_after(self.config.poll_interval)
