@@ -163,7 +163,8 @@ class App:
             await self.mqtt.start()
             await self.mqtt.subscribe(self.topics.ha_status, self._on_ha_status)
             self.mqtt.add_connected_hook(self.retained.session_started)  # a broker may forget
-            for topic, payload in gateway_discovery_messages(self.topics):
+            stats_expire = max(180, int(3 * self._stats_interval))
+            for topic, payload in gateway_discovery_messages(self.topics, stats_expire):
                 await self._publish(topic, payload, retain=True)
         await self._remove_stale_devices({d.device_id for d in self.config.devices})
         count = len(self.config.devices)

@@ -23,6 +23,7 @@ from battery_hawk.models import MEASUREMENT_FIELDS, DeviceInfo, DeviceReading
 __all__ = [
     "ALERT_NAMES",
     "DISCOVERABLE_FIELDS",
+    "GATEWAY_SENSORS",
     "PAYLOAD_OFFLINE",
     "PAYLOAD_ONLINE",
     "SENSOR_SPECS",
@@ -349,9 +350,37 @@ def discovery_messages(
     return messages
 
 
-def gateway_discovery_messages(topics: Topics) -> list[Message]:
-    """The gateway itself as a device with a connectivity sensor; devices point at it."""
+# Diagnostic sensors of the gateway, read from its stats document:
+# object_id -> (name, value template, device_class, unit, state_class, icon)
+GATEWAY_SENSORS: Final[Mapping[str, tuple[str, str, str | None, str | None, str | None,
+                                          str | None]]] = {
+    "mqtt_state": ("MQTT state", "{{ value_json.mqtt.connection_state }}", None, None, None,
+                   "mdi:lan-connect"),
+    "queue_size": ("MQTT queue size", "{{ value_json.mqtt.queue_size }}", None, None,
+                   "measurement", "mdi:tray-full"),
+    "messages_dropped": ("MQTT messages dropped", "{{ value_json.mqtt.messages_dropped }}",
+                         None, None, "total_increasing", "mdi:delete-alert"),
+    "readings_per_minute": ("Readings per minute", "{{ value_json.readings_per_minute }}",
+                            None, "readings/min", "measurement", "mdi:speedometer"),
+    "uptime": ("Uptime", "{{ value_json.uptime_s | int }}", "duration", "s", "measurement",
+               None),
+}
+
+
+def gateway_discovery_messages(topics: Topics, stats_expire_after: int = 180) -> list[Message]:
+    """The gateway as a device: a connectivity sensor, and diagnostic sensors on its stats.
+
+    Devices point at it with via_device. The stats sensors read the (not retained) stats
+    topic and go unavailable after ``stats_expire_after`` seconds without a stats message.
+    """
     node = topics.gateway_identifier
+    device = {
+        "identifiers": [node],
+        "manufacturer": "battery-hawk",
+        "model": "BLE gateway",
+        "name": f"battery-hawk {topics.gateway_id}",
+        "sw_version": __version__,
+    }
     doc: dict[str, object] = {
         "name": "Connectivity",
         "unique_id": f"{node}_status",
@@ -361,16 +390,32 @@ def gateway_discovery_messages(topics: Topics) -> list[Message]:
         "state_topic": topics.gateway_status,
         "payload_on": PAYLOAD_ONLINE,
         "payload_off": PAYLOAD_OFFLINE,
-        "device": {
-            "identifiers": [node],
-            "manufacturer": "battery-hawk",
-            "model": "BLE gateway",
-            "name": f"battery-hawk {topics.gateway_id}",
-            "sw_version": __version__,
-        },
+        "device": device,
         "origin": _origin(),
     }
-    return [(topics.discovery("binary_sensor", node, "status"), _dumps(doc))]
+    messages = [(topics.discovery("binary_sensor", node, "status"), _dumps(doc))]
+    for object_id, (name, template, device_class, unit, state_class, icon) in (
+            GATEWAY_SENSORS.items()):
+        sensor: dict[str, object] = {
+            "name": name,
+            "unique_id": f"{node}_{object_id}",
+            "default_entity_id": f"sensor.{node}_{object_id}",
+            "entity_category": "diagnostic",
+            "state_topic": topics.gateway_stats,
+            "value_template": template,
+            "expire_after": stats_expire_after,
+            "availability_topic": topics.gateway_status,
+            "payload_available": PAYLOAD_ONLINE,
+            "payload_not_available": PAYLOAD_OFFLINE,
+            "device": device,
+            "origin": _origin(),
+        }
+        for key, value in (("device_class", device_class), ("unit_of_measurement", unit),
+                           ("state_class", state_class), ("icon", icon)):
+            if value is not None:
+                sensor[key] = value
+        messages.append((topics.discovery("sensor", node, object_id), _dumps(sensor)))
+    return messages
 
 
 def removal_messages(

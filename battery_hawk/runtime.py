@@ -60,6 +60,7 @@ class GatewayStats:
 
     def __init__(self) -> None:
         self.readings = 0
+        self._last: tuple[float, int] | None = None  # (monotonic time, readings) at a snapshot
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # prime: the next call measures since now
 
@@ -73,9 +74,15 @@ class GatewayStats:
         with self._process.oneshot():
             rss = self._process.memory_info().rss
             cpu = self._process.cpu_percent(None)
+        now = time.monotonic()
+        since, before = self._last or (started_at, 0)
+        self._last = (now, self.readings)
+        elapsed = now - since
+        per_minute = (self.readings - before) * 60.0 / elapsed if elapsed > 0 else 0.0
         return {
-            "uptime_s": round(time.monotonic() - started_at, 1),
+            "uptime_s": round(now - started_at, 1),
             "readings": self.readings,
+            "readings_per_minute": round(per_minute, 1),
             "devices": len(devices),
             "devices_online": sum(1 for c in devices if c.status.online),
             "rss_bytes": rss,

@@ -226,10 +226,35 @@ def test_device_without_firmware_has_no_sw_version() -> None:
 
 
 def test_gateway_discovery_creates_the_device_the_batteries_hang_off() -> None:
-    (doc,) = _docs(gateway_discovery_messages(TOPICS)).values()
+    docs = _docs(gateway_discovery_messages(TOPICS))
+    node = TOPICS.gateway_identifier
+    doc = docs[f"homeassistant/binary_sensor/{node}/status/config"]
     assert doc["state_topic"] == TOPICS.gateway_status
     assert doc["device"]["identifiers"] == [TOPICS.gateway_identifier]  # type: ignore[index]
     assert doc["device_class"] == "connectivity"
+
+
+def test_gateway_has_diagnostic_sensors_on_its_stats() -> None:
+    docs = _docs(gateway_discovery_messages(TOPICS, 180))
+    node = TOPICS.gateway_identifier
+    sensors = {t.split("/")[3]: d for t, d in docs.items() if t.startswith("homeassistant/sensor/")}
+    assert set(sensors) == {"mqtt_state", "queue_size", "messages_dropped",
+                            "readings_per_minute", "uptime"}
+    stats = {"uptime_s": 3600.4, "readings_per_minute": 12.5,
+             "mqtt": {"connection_state": "connected", "queue_size": 3, "messages_dropped": 1}}
+    for object_id, doc in sensors.items():
+        assert doc["state_topic"] == TOPICS.gateway_stats
+        assert doc["entity_category"] == "diagnostic" and doc["expire_after"] == 180
+        assert doc["unique_id"] == f"{node}_{object_id}"
+        assert doc["device"]["identifiers"] == [node]  # type: ignore[index]
+        path = str(doc["value_template"]).strip("{} ").split("|")[0].strip()
+        value: object = stats
+        for key in path.removeprefix("value_json.").split("."):
+            assert isinstance(value, dict), path
+            value = value[key]
+        assert value is not None
+    assert sensors["uptime"]["device_class"] == "duration"
+    assert sensors["uptime"]["unit_of_measurement"] == "s"
 
 
 def test_removal_empties_every_discovery_topic_and_retained_device_topic() -> None:
@@ -252,3 +277,19 @@ def test_reported_fields_are_what_the_reading_carries() -> None:
     assert reported_fields(DeviceReading(CAR, Reading(), datetime.now(UTC), 2, rssi=-80)) == (
         "rssi",
     )
+
+
+def test_gateway_stats_carry_what_the_diagnostic_sensors_read() -> None:
+    import time
+
+    from battery_hawk.runtime import GatewayStats
+
+    stats = GatewayStats()
+    started = time.monotonic() - 120.0  # up two minutes
+    stats.readings = 30
+    doc = stats.snapshot({"connection_state": "connected", "queue_size": 0,
+                          "messages_dropped": 0}, [], started)
+    assert doc["readings_per_minute"] == pytest.approx(15.0, rel=0.01)
+    assert doc["uptime_s"] >= 120.0 and doc["mqtt"]["queue_size"] == 0
+    stats.readings = 30  # nothing since the last snapshot
+    assert stats.snapshot({}, [], started)["readings_per_minute"] == 0.0
