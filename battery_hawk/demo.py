@@ -21,7 +21,12 @@ from typing import TextIO
 from battery_hawk.app import App
 from battery_hawk.config import Config, DeviceConfig, HttpConfig, MqttConfig, StorageConfig
 from battery_hawk.coordinator import DeviceCoordinator
-from battery_hawk.simulator.broker import BrokerProcess, free_port, port_is_free
+from battery_hawk.simulator.broker import (
+    BrokerProcess,
+    free_port,
+    port_is_free,
+    require_amqtt,
+)
 from battery_hawk.simulator.devices import FAMILIES, SimTransport
 
 __all__ = ["DemoOptions", "demo_config", "run_demo"]
@@ -63,6 +68,7 @@ def demo_config(transport: SimTransport, *, port: int, interval: float, storage:
 
 async def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C or ``duration``; returns the exit code."""
+    require_amqtt()
     port = options.port
     if not port_is_free(port):
         port = free_port()

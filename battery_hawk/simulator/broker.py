@@ -10,17 +10,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from amqtt.broker import Broker
+from battery_hawk.errors import BatteryHawkError
 
-__all__ = ["BrokerProcess", "EmbeddedBroker", "free_port", "port_is_free", "quiet_amqtt"]
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
+
+__all__ = [
+    "DEMO_EXTRA_HINT",
+    "BrokerProcess",
+    "EmbeddedBroker",
+    "free_port",
+    "port_is_free",
+    "quiet_amqtt",
+    "require_amqtt",
+]
+
+DEMO_EXTRA_HINT = (
+    "the demo's embedded MQTT broker needs the 'demo' extra (amqtt), which the daemon "
+    "does not: install it with  pipx install --force 'battery-hawk[demo]'  (or, in a "
+    "virtual environment,  pip install 'battery-hawk[demo]'; scripts/demo does it for a "
+    "checkout), or run the demo against a broker you have:  battery-hawk demo --broker HOST"
+)
+
+
+def require_amqtt() -> None:
+    """Raise BatteryHawkError saying how to get amqtt when it is not installed."""
+    if importlib.util.find_spec("amqtt") is None:
+        raise BatteryHawkError(DEMO_EXTRA_HINT)
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +93,9 @@ class EmbeddedBroker:
     async def start(self) -> None:
         if self._broker is not None:
             return
+        require_amqtt()
+        from amqtt.broker import Broker
+
         broker = Broker(self._config())
         await broker.start()
         self._broker = broker
@@ -112,6 +140,7 @@ class BrokerProcess:
         """Start the child and return once its port accepts connections."""
         if self._proc is not None:
             return
+        require_amqtt()
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "battery_hawk.simulator.broker",
             "--host", self.host, "--port", str(self.port), "--parent", str(os.getpid()),

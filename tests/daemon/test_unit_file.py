@@ -48,7 +48,7 @@ def test_crash_loop_trips_the_start_limit() -> None:
 
 def test_unit_runs_the_installed_command_as_its_own_user() -> None:
     service = _parse(UNIT.read_text())["Service"]
-    assert service["ExecStart"][0].startswith("/opt/battery-hawk/bin/battery-hawk run ")
+    assert service["ExecStart"][0].startswith("/usr/local/bin/battery-hawk run ")
     assert service["Type"] == ["notify"] and service["User"] == ["battery-hawk"]
     assert service["StateDirectory"] == ["battery-hawk"]
 
@@ -57,7 +57,7 @@ def test_unit_runs_the_installed_command_as_its_own_user() -> None:
 def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
     # verify checks that ExecStart exists: point it at this environment's command
     command = Path(sys.executable).with_name("battery-hawk")
-    text = UNIT.read_text().replace("/opt/battery-hawk/bin/battery-hawk", str(command))
+    text = UNIT.read_text().replace("/usr/local/bin/battery-hawk", str(command))
     unit = tmp_path / "battery-hawk.service"
     unit.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
