@@ -303,7 +303,11 @@ class GapFiller:
 
 
 class GapWatch:
-    """Pipeline stage: every live reading tells the ledger when the device was last heard."""
+    """Pipeline stage: every live reading tells the ledger when the device was last heard.
+
+    It keeps the ledger when a device is stopped (a reload stops and restarts a changed
+    device, and its pending gaps must survive that).
+    """
 
     def __init__(
         self, ledger: GapLedger, threshold_for: Callable[[str], timedelta | None]
@@ -321,6 +325,3 @@ class GapWatch:
                           device.name, device.address, format_timestamp(gap.start),
                           format_timestamp(gap.end))
         return item
-
-    def forget(self, device_id: str) -> None:
-        self._ledger.forget(device_id)
