@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from battery_hawk.ble.exchange import fetch_reading
+from battery_hawk.ble.recovery import RecoverySettings
 from battery_hawk.ble.transport import BleakTransport
 from battery_hawk.models import Advertisement, Reading
 from battery_hawk.protocols import get_driver, identify
 
 __all__ = ["ScanResult", "read_command", "scan_command"]
+
+# a one-off command reports a stuck or switched-off adapter; only the daemon power-cycles
+_NO_RECOVERY = RecoverySettings(enabled=False)
 
 
 class ScanResult(NamedTuple):
@@ -22,7 +26,7 @@ class ScanResult(NamedTuple):
 
 async def scan_command(adapter: str, timeout: float) -> list[ScanResult]:
     """Discover for timeout seconds; strongest signal first."""
-    adverts = await BleakTransport(adapter).scan(timeout)
+    adverts = await BleakTransport(adapter, recovery=_NO_RECOVERY).scan(timeout)
     results = []
     for adv in adverts:
         match = identify(adv)
@@ -48,5 +52,5 @@ async def read_command(
     decode (e.g. a wrong key). Connecting and reading each get `timeout` seconds.
     """
     driver = get_driver(type_name)(key)
-    return await fetch_reading(BleakTransport(adapter, connect_timeout=timeout), address, driver,
-                               timeout)
+    transport = BleakTransport(adapter, connect_timeout=timeout, recovery=_NO_RECOVERY)
+    return await fetch_reading(transport, address, driver, timeout)

@@ -44,6 +44,7 @@ from battery_hawk.ble._errors import (
     translate,
 )
 from battery_hawk.ble._gate import AdapterGate, adapter_gate, to_advertisement
+from battery_hawk.ble.diagnose import diagnose
 from battery_hawk.ble.link import NotifyCallback
 from battery_hawk.ble.recovery import (
     RecoveryEvent,
@@ -169,7 +170,7 @@ async def _adapter_by_address(address: str) -> str:
                 )
             )
     except (OSError, TimeoutError, DBusError) as exc:
-        raise TransportError(f"adapter {address}: cannot ask BlueZ ({exc!r})") from exc
+        raise translate(exc, f"adapter {address}", "asking BlueZ") from exc
     finally:
         bus.disconnect()
     if reply is None or reply.message_type != MessageType.METHOD_RETURN:
@@ -221,6 +222,16 @@ class BleakTransport:
             gate.listeners.append(self._on_recovery)
         return gate
 
+    async def _raise_explained(self, exc: TransportError) -> None:
+        """For Bluetooth that is not there (no D-Bus, no BlueZ, no adapter, powered off,
+        rfkill): raise what exactly is wrong and what to do (ble/diagnose.py) from exc.
+        Returns (the caller re-raises exc) for every other error."""
+        if classify(exc) not in (Trouble.UNAVAILABLE, Trouble.NOT_READY):
+            return
+        found = await diagnose(self.adapter)
+        if found is not None:
+            raise found from exc
+
     def policy(self, trouble: Trouble) -> RetryPolicy:
         """The retry policy this transport applies to a class of trouble."""
         return self._in_progress if trouble is Trouble.IN_PROGRESS else row(trouble).policy
@@ -238,9 +249,13 @@ class BleakTransport:
         return self._advert_gen()
 
     async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
-        gate = await self._gate()
         queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
-        await gate.subscribe(queue)
+        try:
+            gate = await self._gate()
+            await gate.subscribe(queue)
+        except TransportError as exc:
+            await self._raise_explained(exc)
+            raise
         try:
             while True:
                 yield await queue.get()
@@ -271,7 +286,11 @@ class BleakTransport:
         """Connect (scanning paused), yield a Link, disconnect on exit."""
         address = address.upper()
         timeout = self.connect_timeout if timeout is None else timeout
-        gate = await self._gate()
+        try:
+            gate = await self._gate()
+        except TransportError as exc:
+            await self._raise_explained(exc)
+            raise
         slots = gate.slots(self.max_concurrent_connections)
         try:
             async with asyncio.timeout(timeout):
@@ -286,10 +305,12 @@ class BleakTransport:
                 try:
                     await gate.refresh_locked()  # stops discovery
                     link = await self._establish(gate, address, timeout)
-                except BaseException:
+                except BaseException as exc:
                     gate.connections -= 1
                     with contextlib.suppress(TransportError):
                         await gate.refresh_locked()
+                    if isinstance(exc, TransportError):
+                        await self._raise_explained(exc)
                     raise
             try:
                 yield link

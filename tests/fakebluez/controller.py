@@ -173,6 +173,24 @@ class FakeBlueZ(DeviceFamilies):
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stop_bluez(self) -> None:
+        """bluetoothd goes away (as after `systemctl stop bluetooth`); the bus stays."""
+        proc, self._mock = self._mock, None
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            if proc.stderr is not None:
+                proc.stderr.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while self._run(self._name_has_owner("org.bluez")):
+            if time.monotonic() > deadline:
+                raise FakeBlueZError("org.bluez is still owned after the mock stopped")
+            time.sleep(0.02)
+
     def __enter__(self) -> FakeBlueZ:
         self.start()
         return self
