@@ -404,9 +404,9 @@ def gateway_discovery_messages(topics: Topics, stats_expire_after: int = 180) ->
             "state_topic": topics.gateway_stats,
             "value_template": template,
             "expire_after": stats_expire_after,
-            "availability_topic": topics.gateway_status,
-            "payload_available": PAYLOAD_ONLINE,
-            "payload_not_available": PAYLOAD_OFFLINE,
+            "availability": [{"topic": topics.gateway_status,
+                              "payload_available": PAYLOAD_ONLINE,
+                              "payload_not_available": PAYLOAD_OFFLINE}],
             "device": device,
             "origin": _origin(),
         }
