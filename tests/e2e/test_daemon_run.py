@@ -141,7 +141,9 @@ async def test_daemon_end_to_end_over_fake_bluez_and_mosquitto(
                     "expire_after"} <= set(doc), topic
             assert doc.get("state_class", "measurement") in ("measurement", "total_increasing")
             if doc.get("device_class") in UNITS:
-                assert doc["unit_of_measurement"] == UNITS[doc["device_class"]], topic
+                # the gateway's uptime is a duration in s, the devices' in min
+                wanted = "s" if topic.endswith("/uptime/config") else UNITS[doc["device_class"]]
+                assert doc["unit_of_measurement"] == wanted, topic
         assert any(t.startswith("homeassistant/binary_sensor/") for t, _ in discovery)
 
         # 2. the broker dies for ten readings' worth; nothing is lost
