@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from battery_hawk import __version__
-from battery_hawk.config import Config, load_config
+from battery_hawk.config import Config, check_storage, load_config
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.logs import setup_logging
 
@@ -155,6 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         setup_logging(args.log_level or config.logging.level,
                       args.log_format or config.logging.format, secrets=config.secrets())
+        check_storage(config, args.config)
         if command == "check-config":
             return _check_config(args.config, config)
         from battery_hawk.app import run_daemon
@@ -196,6 +197,12 @@ def _hex_key(text: str | None) -> bytes | None:
 def _check_config(path: str, config: Config) -> int:
     print(f"# {path}: valid. Effective configuration, secrets masked:")
     print(yaml.safe_dump(_plain(config.masked()), sort_keys=False), end="")
+    prefix = config.mqtt.topic_prefix
+    print(f"# {len(config.devices)} device(s), gateway {config.gateway_id}; "
+          "each device's id names its topics:")
+    for device in config.devices:
+        print(f"#   {device.display_name} ({device.address}, {device.type}): id "
+              f"{device.device_id} -> {prefix}/device/{device.device_id}/state")
     return EXIT_OK
 
 

@@ -12,10 +12,11 @@ import math
 import os
 import re
 import socket
+import ssl
 import string
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from battery_hawk.insight.profile import NOMINAL_VOLTAGES, BatteryProfile, Chemi
 
 __all__ = [
     "CREDENTIALS_ENV",
+    "MQTT_TLS_PORT",
     "PASSWORD_CREDENTIAL",
     "PASSWORD_ENV",
     "AlertConfig",
@@ -39,11 +41,13 @@ __all__ = [
     "MqttConfig",
     "StorageConfig",
     "TLSConfig",
+    "check_storage",
     "load_config",
     "parse_config",
 ]
 
 PASSWORD_ENV = "BATTERY_HAWK_MQTT_PASSWORD"
+MQTT_TLS_PORT = 8883  # IANA's port for MQTT over TLS; the default once tls.enabled is on
 # systemd's credentials: LoadCredential=mqtt:/etc/battery-hawk/mqtt-password puts the file
 # at $CREDENTIALS_DIRECTORY/mqtt (systemd.exec(5), "Credentials").
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
@@ -275,12 +279,59 @@ def load_config(
 def parse_config(
     data: object, *, file: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Validate already-parsed YAML data."""
+    """Validate already-parsed YAML data; every fault found is reported at once.
+
+    Raises ConfigError; with several faults its ``problems`` holds one ConfigError each.
+    """
     env = os.environ if environ is None else environ
-    config: Config = _Loader(file).build(Config, data, "")
-    mqtt = _resolve_password(config.mqtt, file, env)
-    _check_devices(config.devices, file)
+    problems: list[ConfigError] = []
+    if data is None or data == {}:
+        raise ConfigError("the file is empty: the daemon would do nothing. List your monitors "
+                          "under `devices:` (config/battery-hawk.yaml shows every key; "
+                          "`battery-hawk scan` finds them)", file=file)
+    loader = _Loader(file, problems)
+    try:
+        config: Config = loader.build(Config, data, "")
+    except _Invalid:
+        raise ConfigError.collect(problems, file) from None
+    report = problems.append
+    mqtt = config.mqtt
+    if isinstance(data, dict) and mqtt.tls.enabled and "port" not in (data.get("mqtt") or {}):
+        mqtt = dataclasses.replace(mqtt, port=MQTT_TLS_PORT)  # MQTT over TLS's own port
+    try:
+        mqtt = _resolve_password(mqtt, file, env)
+    except ConfigError as exc:
+        report(exc)
+    else:
+        _check_tls(mqtt.tls, file, report)
+    if not config.devices:
+        report(ConfigError("no devices configured: the daemon would do nothing. Add one entry "
+                           "per monitor (`battery-hawk scan` finds them; "
+                           "config/battery-hawk.yaml shows the keys)", file=file, key="devices"))
+    _check_devices(config.devices, file, report)
+    if problems:
+        raise ConfigError.collect(problems, file)
     return dataclasses.replace(config, mqtt=mqtt)
+
+
+def check_storage(config: Config, file: str | None = None) -> None:
+    """ConfigError unless the daemon can write storage.path (or create it: a missing folder
+    is made by the daemon, or by systemd's StateDirectory=). Touches nothing."""
+    path = Path(config.storage.path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable for this user"
+    else:
+        return
+    raise ConfigError(
+        f"the daemon cannot write {path} ({why}); it keeps its seq counters and undelivered "
+        f"messages there. Make it the daemon's (sudo install -d -o battery-hawk -g "
+        f"battery-hawk {path}) or point storage.path at a writable folder",
+        file=file, key="storage.path")
 
 
 def _expand(path: str, env: Mapping[str, str], file: str | None, key: str) -> str:
@@ -330,59 +381,106 @@ def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]
     }
     tls = dataclasses.replace(mqtt.tls, **paths)
     mqtt = dataclasses.replace(mqtt, tls=tls, password_file=password_file)
-    if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
-        raise ConfigError("cert_file and key_file go together", file=file, key="mqtt.tls")
-    if mqtt.tls.enabled:
-        for name in ("ca_cert", "cert_file", "key_file"):
-            tls_path = getattr(mqtt.tls, name)
-            if tls_path is not None and not os.access(tls_path, os.R_OK):
-                raise ConfigError(f"cannot read {tls_path}", file=file, key=f"mqtt.tls.{name}")
     if mqtt.max_retry_delay < mqtt.initial_retry_delay:
         raise ConfigError("must not be smaller than mqtt.initial_retry_delay", file=file,
                           key="mqtt.max_retry_delay")
     return dataclasses.replace(mqtt, password=password)
 
 
-def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None) -> None:
+def _check_tls(tls: TLSConfig, file: str | None, report: Callable[[ConfigError], None]) -> None:
+    """Client certificate and key go together; with TLS on, every file must be usable."""
+    if (tls.cert_file is None) != (tls.key_file is None):
+        report(ConfigError("cert_file and key_file go together: give both or neither",
+                           file=file, key="mqtt.tls"))
+    if not tls.enabled:
+        return
+    for name in ("ca_cert", "cert_file", "key_file"):
+        tls_path = getattr(tls, name)
+        if tls_path is None:
+            continue
+        try:
+            with open(tls_path, "rb") as pem:
+                pem.read(1)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            fix = ("give the daemon's user read access" if isinstance(exc, PermissionError)
+                   else "check the path")
+            report(ConfigError(f"cannot read {tls_path}: {why}; {fix}", file=file,
+                               key=f"mqtt.tls.{name}"))
+            continue
+        if name == "ca_cert":
+            try:
+                ssl.create_default_context(cafile=tls_path)
+            except (ssl.SSLError, ValueError) as exc:
+                report(ConfigError(f"{tls_path} is not a PEM CA certificate ({exc}); give the "
+                                   "CA that signed the broker's certificate", file=file,
+                                   key="mqtt.tls.ca_cert"))
+
+
+def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
+                   report: Callable[[ConfigError], None]) -> None:
     from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP  # registry of families
 
     seen: dict[str, int] = {}
+    names: dict[str, int] = {}
     for index, device in enumerate(devices):
         key = f"devices[{index}]"
+
+        def fail(message: str, where: str = "", key: str = key) -> None:
+            report(ConfigError(message, file=file, key=f"{key}{where}"))
+
         driver = DRIVERS.get(device.type)
         if driver is None:
             known = ", ".join(sorted(DRIVERS))
-            raise ConfigError(f"unknown device type {device.type!r}; known types: {known}",
-                              file=file, key=f"{key}.type")
+            fail(f"unknown device type {device.type!r}; known types: {known}", ".type")
+            continue
         if driver.requires_key and device.key is None:
             where = f"; {VICTRON_KEY_HELP}" if device.type == "victron" else ""
-            raise ConfigError(f"a {device.type} device needs its key (32 hex digits){where}",
-                              file=file, key=f"{key}.key")
+            fail(f"a {device.type} device needs its key (32 hex digits){where}", ".key")
         if device.nominal_voltage not in NOMINAL_VOLTAGES:
-            raise ConfigError(
-                f"nominal_voltage must be one of {', '.join(map(str, NOMINAL_VOLTAGES))}, "
-                f"got {device.nominal_voltage}", file=file, key=f"{key}.nominal_voltage")
+            fail(f"nominal_voltage must be one of {', '.join(map(str, NOMINAL_VOLTAGES))}, "
+                 f"got {device.nominal_voltage}", ".nominal_voltage")
         if device.mode == "passive" and not driver.advert_fields:
-            raise ConfigError(f"{device.type} advertisements carry no reading that battery-hawk "
-                              "can decode; use mode: auto or poll", file=file, key=f"{key}.mode")
+            fail(f"{device.type} advertisements carry no reading that battery-hawk can decode; "
+                 "use mode: auto or poll", ".mode")
         if device.mode == "poll" and driver.write_uuid is None and driver.read_uuid is None \
                 and driver.notify_uuid is None:
-            raise ConfigError(f"{device.type} devices are read from their advertisements only; "
-                              "use mode: auto or passive", file=file, key=f"{key}.mode")
+            fail(f"{device.type} devices are read from their advertisements only; "
+                 "use mode: auto or passive", ".mode")
+        if device.address in seen:
+            fail(f"address {device.address} is also devices[{seen[device.address]}]'s; "
+                 "list each monitor once", ".address")
+        elif device.device_id in seen:
+            fail(f"id {device.device_id} is also devices[{seen[device.device_id]}]'s; "
+                 "give each device its own `id:`", ".id")
         for ident in (device.address, device.device_id):
-            if ident in seen:
-                raise ConfigError(f"{ident} is also devices[{seen[ident]}]", file=file, key=key)
-            seen[ident] = index
+            seen.setdefault(ident, index)
+        name = device.display_name.strip().casefold()
+        if name in names:
+            fail(f"name {device.display_name!r} is also devices[{names[name]}]'s: Home "
+                 "Assistant would show two devices of one name and their entity ids would "
+                 "collide; give each device its own name", ".name")
+        names.setdefault(name, index)
+
+
+class _Invalid(Exception):
+    """A value failed; its ConfigError is already in the loader's problems."""
 
 
 class _Loader:
-    """Builds a dataclass from YAML data, checking types, ranges and unknown keys."""
+    """Builds a dataclass from YAML data, checking types, ranges and unknown keys.
 
-    def __init__(self, file: str | None) -> None:
+    Every fault is recorded in ``problems`` and the loader goes on with the next key, so
+    one run reports them all; ``build`` raises _Invalid if anything failed.
+    """
+
+    def __init__(self, file: str | None, problems: list[ConfigError]) -> None:
         self.file = file
+        self.problems = problems
 
     def fail(self, path: str, message: str) -> typing.NoReturn:
-        raise ConfigError(message, file=self.file, key=path or None)
+        self.problems.append(ConfigError(message, file=self.file, key=path or None))
+        raise _Invalid
 
     def build(self, cls: type[Any], data: object, path: str) -> Any:
         if not isinstance(data, dict):
@@ -390,21 +488,33 @@ class _Loader:
         hints = typing.get_type_hints(cls)
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        failed = False
         for raw_key, raw_value in data.items():
             key = str(raw_key)
             here = f"{path}.{key}" if path else key
             spec = known.get(key)
-            if spec is None:
-                self.fail(here, f"unknown key (known: {', '.join(known)})")
             try:
-                values[key] = self.value(hints[key], raw_value, here, spec.metadata)
-            except ConfigError as exc:
-                raise self._with_key_help(cls, data, key, exc) from None
+                if spec is None:
+                    self.fail(here, f"unknown key (known: {', '.join(known)})")
+                before = len(self.problems)
+                try:
+                    values[key] = self.value(hints[key], raw_value, here, spec.metadata)
+                except _Invalid:
+                    if len(self.problems) == before + 1:
+                        self.problems[-1] = self._with_key_help(cls, data, key,
+                                                                self.problems[-1])
+                    raise
+            except _Invalid:
+                failed = True
         for name, spec in known.items():
             no_default = (spec.default is dataclasses.MISSING
                           and spec.default_factory is dataclasses.MISSING)
-            if name not in values and no_default:
-                self.fail(f"{path}.{name}" if path else name, "missing required key")
+            if name not in values and no_default and name not in data:
+                failed = True
+                with contextlib.suppress(_Invalid):
+                    self.fail(f"{path}.{name}" if path else name, "missing required key")
+        if failed:
+            raise _Invalid
         return cls(**values)
 
     def _with_key_help(
@@ -435,7 +545,15 @@ class _Loader:
             if not isinstance(raw, list):
                 self.fail(path, f"expected a list, got {_kind(raw)}")
             item = typing.get_args(hint)[0]
-            return tuple(self.value(item, v, f"{path}[{i}]", {}) for i, v in enumerate(raw))
+            items, failed = [], False
+            for i, v in enumerate(raw):  # every item is checked, not only up to a bad one
+                try:
+                    items.append(self.value(item, v, f"{path}[{i}]", {}))
+                except _Invalid:
+                    failed = True
+            if failed:
+                raise _Invalid
+            return tuple(items)
         return self.scalar(hint, raw, path, meta)
 
     def scalar(self, hint: Any, raw: object, path: str, meta: Mapping[str, Any]) -> Any:
@@ -469,6 +587,10 @@ class _Loader:
             if normalised not in meta["choices"]:
                 self.fail(path, f"{text!r} is not one of {', '.join(meta['choices'])}")
             return normalised
+        if leaf == "address" and isinstance(raw, int):
+            # YAML 1.1 reads an unquoted 12:34:56:78:90:12 as a base-60 number
+            self.fail(path, "YAML read this unquoted MAC address as a number: quote it, "
+                      'e.g. address: "12:34:56:78:9A:BC"')
         if leaf == "address":
             text = text.upper()
             if not _MAC.match(text):

@@ -28,14 +28,27 @@ class BatteryHawkError(Exception):
 
 
 class ConfigError(BatteryHawkError):
-    """The configuration is invalid; the message names the file, the key and the fault."""
+    """The configuration is invalid; the message names the file, the key and the fault.
 
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+    A file with several faults raises one ConfigError whose ``problems`` holds each.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None,
+                 problems: tuple[ConfigError, ...] = ()) -> None:
         self.file = file
         self.key = key
         self.reason = message
+        self.problems: tuple[ConfigError, ...] = problems or (self,)
         where = ": ".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+    @classmethod
+    def collect(cls, problems: list[ConfigError], file: str | None) -> ConfigError:
+        """One error for all problems found: the problem itself if there is only one."""
+        if len(problems) == 1:
+            return problems[0]
+        lines = "\n".join(f"  {p.key or '(file)'}: {p.reason}" for p in problems)
+        return cls(f"{len(problems)} problems:\n{lines}", file=file, problems=tuple(problems))
 
 
 class DecodeError(BatteryHawkError, ValueError):

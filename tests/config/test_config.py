@@ -19,7 +19,12 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+ONE_DEVICE = {"devices": [{"address": "AA:BB:CC:DD:EE:0F", "type": "bm6"}]}
+
+
 def error_for(tmp_path: Path, text: str) -> ConfigError:
+    if "devices" not in text:  # a config without devices is a fault of its own
+        text += "\ndevices: [{address: 'AA:BB:CC:DD:EE:0F', type: bm6}]\n"
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), environ={})
     return info.value
@@ -35,9 +40,9 @@ def test_example_config_loads_with_documented_values() -> None:
     assert config.devices[1].key == bytes.fromhex("0df4d0395b7d1a876c0c33ecb9e70dcd")
 
 
-def test_empty_file_gives_defaults() -> None:
-    config = parse_config({}, environ={})
-    assert config.mqtt.port == 1883 and config.devices == ()
+def test_one_device_is_enough_everything_else_has_defaults() -> None:
+    config = parse_config(ONE_DEVICE, environ={})
+    assert config.mqtt.port == 1883 and len(config.devices) == 1
     assert config.gateway_id
 
 
@@ -75,7 +80,7 @@ def test_empty_file_gives_defaults() -> None:
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6, poll_interval: 0}]",
          "devices[0].poll_interval", "at least 1"),
         ("devices: [{address: 'AA:BB:CC:DD:EE:01', type: bm6},"
-         " {address: 'aa:bb:cc:dd:ee:01', type: bm2}]", "devices[1]", "also devices[0]"),
+         " {address: 'aa:bb:cc:dd:ee:01', type: bm2}]", "devices[1].address", "also devices[0]"),
         ("gateway_id: 'a/b'", "gateway_id", "letters, digits"),
         ("mqtt: {topic_prefix: 'a/#'}", "mqtt.topic_prefix", "topic prefix"),
         ("mqtt: {jitter_factor: .nan}", "mqtt.jitter_factor", "finite"),
@@ -111,16 +116,17 @@ def test_password_from_file_then_config_then_environment(tmp_path: Path) -> None
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     env = {"BATTERY_HAWK_MQTT_PASSWORD": "from-env"}
-    assert parse_config({"mqtt": {"password_file": str(secret)}}, environ=env).mqtt.password \
-        == "from-file"
-    assert parse_config({"mqtt": {"password": "inline"}}, environ=env).mqtt.password == "inline"
-    assert parse_config({}, environ=env).mqtt.password == "from-env"
-    assert parse_config({}, environ={}).mqtt.password is None
+    from_file = {"mqtt": {"password_file": str(secret)}, **ONE_DEVICE}
+    assert parse_config(from_file, environ=env).mqtt.password == "from-file"
+    inline = {"mqtt": {"password": "inline"}, **ONE_DEVICE}
+    assert parse_config(inline, environ=env).mqtt.password == "inline"
+    assert parse_config(ONE_DEVICE, environ=env).mqtt.password == "from-env"
+    assert parse_config(ONE_DEVICE, environ={}).mqtt.password is None
 
 
 def test_password_and_password_file_together_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"mqtt": {"password": "a", "password_file": "/x"}}, environ={})
+        parse_config({"mqtt": {"password": "a", "password_file": "/x"}, **ONE_DEVICE}, environ={})
     assert info.value.key == "mqtt.password_file"
 
 

@@ -10,6 +10,7 @@ from battery_hawk.cli import main
 from battery_hawk.config import load_config, parse_config
 from battery_hawk.errors import ConfigError
 
+ONE_DEVICE = {"devices": [{"address": "AA:BB:CC:DD:EE:0F", "type": "bm6"}]}
 DEVICE = "devices:\n  - {address: 'AA:BB:CC:DD:EE:01', type: bm6}\n"
 
 
@@ -25,7 +26,7 @@ def credentials(tmp_path: Path, password: str = "s3cret") -> Path:
                          ["${CREDENTIALS_DIRECTORY}/mqtt", "$CREDENTIALS_DIRECTORY/mqtt"])
 def test_password_file_expands_the_credentials_directory(tmp_path: Path, spelling: str) -> None:
     folder = credentials(tmp_path)
-    config = parse_config({"mqtt": {"password_file": spelling}},
+    config = parse_config({"mqtt": {"password_file": spelling}, **ONE_DEVICE},
                           environ={"CREDENTIALS_DIRECTORY": str(folder)})
     assert config.mqtt.password == "s3cret"
     assert config.mqtt.password_file == str(folder / "mqtt")
@@ -33,26 +34,29 @@ def test_password_file_expands_the_credentials_directory(tmp_path: Path, spellin
 
 def test_credential_named_mqtt_is_found_without_any_password_key(tmp_path: Path) -> None:
     folder = credentials(tmp_path, "by-name")
-    config = parse_config({}, environ={"CREDENTIALS_DIRECTORY": str(folder)})
+    config = parse_config(ONE_DEVICE, environ={"CREDENTIALS_DIRECTORY": str(folder)})
     assert config.mqtt.password == "by-name"
 
 
 def test_explicit_password_wins_over_the_credential(tmp_path: Path) -> None:
     env = {"CREDENTIALS_DIRECTORY": str(credentials(tmp_path)),
            "BATTERY_HAWK_MQTT_PASSWORD": "from-env"}
-    assert parse_config({}, environ=env).mqtt.password == "from-env"
-    assert parse_config({"mqtt": {"password": "inline"}}, environ=env).mqtt.password == "inline"
+    assert parse_config(ONE_DEVICE, environ=env).mqtt.password == "from-env"
+    inline = {"mqtt": {"password": "inline"}, **ONE_DEVICE}
+    assert parse_config(inline, environ=env).mqtt.password == "inline"
 
 
 def test_credentials_directory_without_the_credential_gives_no_password(tmp_path: Path) -> None:
     folder = tmp_path / "empty"
     folder.mkdir()
-    assert parse_config({}, environ={"CREDENTIALS_DIRECTORY": str(folder)}).mqtt.password is None
+    env = {"CREDENTIALS_DIRECTORY": str(folder)}
+    assert parse_config(ONE_DEVICE, environ=env).mqtt.password is None
 
 
 def test_unset_variable_in_password_file_names_the_key_and_the_fix() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"mqtt": {"password_file": "${CREDENTIALS_DIRECTORY}/mqtt"}}, environ={})
+        parse_config({"mqtt": {"password_file": "${CREDENTIALS_DIRECTORY}/mqtt"},
+                      **ONE_DEVICE}, environ={})
     assert info.value.key == "mqtt.password_file"
     assert "$CREDENTIALS_DIRECTORY is not set" in str(info.value)
     assert "LoadCredential=" in str(info.value)
@@ -61,7 +65,8 @@ def test_unset_variable_in_password_file_names_the_key_and_the_fix() -> None:
 def test_tls_paths_expand_variables_too(tmp_path: Path) -> None:
     folder = credentials(tmp_path)
     (folder / "ca.pem").write_text("not checked here\n")
-    config = parse_config({"mqtt": {"tls": {"ca_cert": "${CREDENTIALS_DIRECTORY}/ca.pem"}}},
+    config = parse_config({"mqtt": {"tls": {"ca_cert": "${CREDENTIALS_DIRECTORY}/ca.pem"}},
+                           **ONE_DEVICE},
                           environ={"CREDENTIALS_DIRECTORY": str(folder)})
     assert config.mqtt.tls.ca_cert == str(folder / "ca.pem")
 

@@ -1,0 +1,148 @@
+"""Faults a new user makes in a config file: each exits 2 naming the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from battery_hawk.cli import main
+from battery_hawk.config import MQTT_TLS_PORT, load_config
+from battery_hawk.errors import ConfigError
+
+BM6 = "  - {address: 'AA:BB:CC:DD:EE:01', type: bm6, name: Car}\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bh.yaml"
+    path.write_text(text)
+    return path
+
+
+def check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run check-config on the text; it must exit 2. Returns what it said."""
+    path = write(tmp_path, f"storage: {{path: '{tmp_path / 'state'}'}}\n{text}")
+    assert main(["check-config", "-c", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+@pytest.mark.parametrize("text", ["", "# only comments\n", "---\n"])
+def test_empty_file_says_the_daemon_would_do_nothing(tmp_path: Path, text: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, text)
+    assert main(["run", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and "devices:" in err and "would do nothing" in err
+
+
+def test_no_devices_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = check(tmp_path, "devices: []\n", capsys)
+    assert ": devices: no devices configured" in err and "battery-hawk scan" in err
+
+
+def test_two_devices_with_one_name_are_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    err = check(tmp_path, "devices:\n" + BM6
+                + "  - {address: 'AA:BB:CC:DD:EE:02', type: bm2, name: ' car'}\n", capsys)
+    assert "devices[1].name" in err and "also devices[0]'s" in err and "own name" in err
+
+
+def test_unquoted_mac_read_as_a_number_says_quote_it(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # YAML 1.1 reads 10:20:30:40:50:59 as the base-60 integer 28093372259
+    err = check(tmp_path, "devices:\n  - address: 10:20:30:40:50:59\n    type: bm6\n", capsys)
+    assert "devices[0].address" in err and "quote it" in err
+
+
+def test_every_fault_of_a_file_is_reported_at_once(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    err = check(tmp_path, "mqtt:\n  port: 99999\n  qos: 3\n  brokr: x\nhttp: {port: -1}\n"
+                "devices:\n  - {address: 'zz', type: bm6}\n  - {type: bm6}\n"
+                "  - {address: 'AA:BB:CC:DD:EE:03', type: bm6, poll_interval: 0}\n", capsys)
+    for key in ("mqtt.port", "mqtt.qos", "mqtt.brokr", "http.port", "devices[0].address",
+                "devices[1].address", "devices[2].poll_interval"):
+        assert f"  {key}: " in err, key
+    assert "7 problems" in err
+
+
+def test_semantic_faults_are_reported_together(tmp_path: Path) -> None:
+    path = write(tmp_path, "mqtt: {password: a, password_file: /x}\ndevices:\n" + BM6 + BM6
+                 + "  - {address: 'AA:BB:CC:DD:EE:04', type: victron}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    keys = [p.key for p in info.value.problems]
+    assert keys == ["mqtt.password_file", "devices[1].address", "devices[1].name",
+                    "devices[2].key"]
+
+
+def test_one_fault_keeps_its_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "mqtt: {port: 0}\ndevices:\n" + BM6), environ={})
+    assert info.value.key == "mqtt.port" and info.value.problems == (info.value,)
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda d: d / "missing.pem", "No such file or directory"),
+    (lambda d: d, "Is a directory"),
+])
+def test_unreadable_ca_file_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     make: object, words: str) -> None:
+    ca = make(tmp_path)  # type: ignore[operator]
+    err = check(tmp_path, f"mqtt:\n  tls: {{enabled: true, ca_cert: '{ca}'}}\ndevices:\n{BM6}",
+                capsys)
+    assert "mqtt.tls.ca_cert" in err and words in err
+
+
+def test_ca_file_that_is_no_certificate_says_so(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("this is the broker's password, not a certificate\n")
+    err = check(tmp_path, f"mqtt:\n  tls: {{enabled: true, ca_cert: '{ca}'}}\ndevices:\n{BM6}",
+                capsys)
+    assert "mqtt.tls.ca_cert" in err and "not a PEM CA certificate" in err
+
+
+def test_tls_without_a_port_uses_8883(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "mqtt: {tls: {enabled: true}}\ndevices:\n" + BM6),
+                         environ={})
+    assert config.mqtt.port == MQTT_TLS_PORT == 8883
+    given = load_config(write(tmp_path, "mqtt: {port: 8884, tls: {enabled: true}}\n"
+                              "devices:\n" + BM6), environ={})
+    assert given.mqtt.port == 8884
+    plain = load_config(write(tmp_path, "devices:\n" + BM6), environ={})
+    assert plain.mqtt.port == 1883
+
+
+def test_storage_path_the_daemon_cannot_write_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = write(tmp_path, f"storage: {{path: '{blocker / 'state'}'}}\ndevices:\n{BM6}")
+    assert main(["check-config", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "storage.path" in err and "not a folder" in err and "install -d" in err
+    assert main(["run", "-c", str(path)]) == 2
+
+
+def test_storage_path_that_does_not_exist_yet_is_fine_and_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "not" / "yet"
+    path = write(tmp_path, f"storage: {{path: '{state}'}}\ndevices:\n{BM6}")
+    assert main(["check-config", "-c", str(path)]) == 0
+    assert not state.exists()
+
+
+def test_check_config_prints_each_devices_resolved_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, f"storage: {{path: '{tmp_path}'}}\ndevices:\n{BM6}"
+                 "  - {address: 'AA:BB:CC:DD:EE:02', type: bm2, id: starter}\n")
+    assert main(["check-config", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Car (AA:BB:CC:DD:EE:01, bm6): id aabbccddee01 -> " \
+           "battery_hawk/device/aabbccddee01/state" in out
+    assert "BM2 EE:02 (AA:BB:CC:DD:EE:02, bm2): id starter -> " in out
