@@ -185,3 +185,30 @@ async def test_a_shutdown_during_a_download_exits_in_time_and_the_next_start_fil
         await daemon.kill()
         await sub.stop()
     assert len(_history(sub)) in (9, 10)  # the second start came a few seconds later
+
+
+async def test_a_download_cut_by_a_dropped_link_is_resumed_by_the_next_visit(
+    tmp_path: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto
+) -> None:
+    memory = add_history(fake_bluez, ADDR, "bm6", BEFORE, minutes=60)
+    sub = Subscriber(mosquitto.port, "battery_hawk/device/#")
+    await sub.start()
+    daemon = Daemon(_config(tmp_path, mosquitto.port, connect_timeout=30), fake_bluez,
+                    tmp_path / "daemon.log")
+    try:
+        await _run_until_live(daemon, sub, 2)
+        assert await daemon.stop() == 0
+        await _stopped_20_minutes(memory, tmp_path)
+        memory.cut_pages()
+
+        await daemon.start()
+        await wait_until(lambda: _history_requests(fake_bluez) >= 1, timeout=60)
+        memory.cut_pages(False)
+        fake_bluez.drop_link(ADDR)  # mid-page: the download fails, nothing is published
+        await sub.wait_for(lambda _: len(_history(sub)) >= 9, timeout=60)
+        assert await daemon.stop() == 0
+    finally:
+        await daemon.kill()
+        await sub.stop()
+    assert len(_history(sub)) == 9
+    assert _history_requests(fake_bluez) == 2  # the cut one, and the one that resumed
