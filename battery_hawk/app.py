@@ -89,6 +89,7 @@ class App:
         self._stats_interval = stats_interval
         self._availability_interval = availability_interval
         self.started_at = time.monotonic()
+        self._started = False
         self._mqtt_seen_up = self.started_at  # last time MQTT was seen connected
         self._last_items: dict[str, ProcessedReading] = {}  # for /api/devices and the page
         storage = Path(config.storage.path)
@@ -178,6 +179,7 @@ class App:
         if self._notifier.watchdog_interval:
             self._spawn(self._watchdog_loop(self._notifier.watchdog_interval), "watchdog")
         self._notifier.ready()
+        self._started = True
         _log.info("battery-hawk started: %d device(s), gateway %s",
                   len(self.config.devices), self.config.gateway_id)
 
@@ -207,7 +209,9 @@ class App:
         if self.http is not None:
             await self.http.stop()
             self.http = None
-        _log.info("battery-hawk stopped")
+        if self._started:  # a start that failed (e.g. a busy HTTP port) never "started"
+            _log.info("battery-hawk stopped")
+        self._started = False
 
     async def __aenter__(self) -> App:
         await self.start()

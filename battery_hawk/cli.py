@@ -29,13 +29,28 @@ DEFAULT_CONFIG = "/etc/battery-hawk/battery-hawk.yaml"
 _log = logging.getLogger("battery_hawk")
 
 
+def _logging_options(*, with_config: bool) -> argparse.ArgumentParser:
+    """--log-level and --log-format; their default is the config's where there is one."""
+    default = "logging.level in the config, else INFO" if with_config else "INFO"
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--log-level", default=None, metavar="LEVEL", type=str.upper,
+                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                         help=f"DEBUG, INFO, WARNING or ERROR (default: {default})")
+    fmt_default = "logging.format in the config, else text" if with_config else "text"
+    options.add_argument("--log-format", choices=("text", "json"), default=None,
+                         help=f"text for a terminal, json for log collectors "
+                         f"(default: {fmt_default})")
+    return options
+
+
+def _adapter_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter", default="hci0",
+                        help="Bluetooth adapter, hci0 or its MAC address (default: hci0)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default=None, metavar="LEVEL", type=str.upper,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-                        help="DEBUG, INFO, WARNING or ERROR (default: the config's, else INFO)")
-    common.add_argument("--log-format", choices=("text", "json"), default=None,
-                        help="text for a terminal, json for log collectors")
+    common = _logging_options(with_config=False)
+    configured = _logging_options(with_config=True)
     with_config = argparse.ArgumentParser(add_help=False)
     with_config.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
                              help=f"YAML configuration (default: {DEFAULT_CONFIG})")
@@ -44,65 +59,115 @@ def _parser() -> argparse.ArgumentParser:
         prog="battery-hawk",
         description="Read BLE battery monitors (BM2, BM6, BM7, Victron, Battery Service) "
         "and publish every reading to MQTT, Home-Assistant style.",
-        epilog="New here? Try 'battery-hawk demo': no broker, adapter or config needed.",
+        epilog="New here? Try 'battery-hawk demo': no broker, adapter or config needed. "
+        "'battery-hawk COMMAND --help' describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"battery-hawk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", parents=[common, with_config],
-                   help="run the daemon (what systemd starts)",
-                   description="Run the daemon with the given configuration until SIGTERM.")
+    run = sub.add_parser(
+        "run", parents=[configured, with_config], help="run the daemon (what systemd starts)",
+        description="Run the daemon with the given configuration until SIGTERM or Ctrl-C; "
+        "SIGHUP re-reads the device list. Exits 2 on a bad configuration.")
+    run.set_defaults(usage_error=run.error)
 
     demo = sub.add_parser(
         "demo", parents=[common], help="zero-setup demo: embedded broker and simulated devices",
         description="Start an embedded MQTT broker, simulated devices of every supported "
         "family and the whole daemon pipeline, and show the readings live. Ctrl-C ends it.",
     )
+    demo.set_defaults(usage_error=demo.error)
     demo.add_argument("--duration", type=_positive, default=None, metavar="S",
                       help="stop after S seconds (default: run until Ctrl-C)")
     demo.add_argument("--devices", type=_count, default=None, metavar="N",
                       help="number of simulated devices (default: one of each family)")
     demo.add_argument("--port", type=_port, default=1883, metavar="P",
-                      help="broker port; a free one is picked if P is taken (default 1883)")
+                      help="broker port; a free one is picked if P is taken (default: 1883)")
     demo.add_argument("--interval", type=_interval, default=None, metavar="S",
-                      help="seconds between readings of each device (default 2)")
+                      help="seconds between readings of each device (default: 2)")
     demo.add_argument("--fault", choices=("broker",), default=None,
-                      help="'broker': stop and restart the embedded broker every 20 s")
+                      help="'broker': stop and restart the embedded broker every 20 s "
+                      "(default: no faults)")
     demo.add_argument("--no-live", action="store_true",
-                      help="no live view; log lines only (for scripts and benchmarks)")
+                      help="no live view; log lines only, for scripts (default: live view "
+                      "on a terminal)")
     demo.add_argument("--storage", default=None, metavar="DIR",
                       help="where seq counters are kept (default: a temporary folder)")
 
-    scan = sub.add_parser("scan", parents=[common],
-                          help="list nearby devices and the family each is recognised as")
-    scan.add_argument("--timeout", type=_positive, default=10.0, metavar="S")
-    scan.add_argument("--adapter", default="hci0")
+    scan = sub.add_parser(
+        "scan", parents=[common], help="list nearby devices and the family each is recognised as",
+        description="Listen for BLE advertisements and list every device heard, with the "
+        "family battery-hawk recognises it as and why. Stop the daemon first "
+        "(sudo systemctl stop battery-hawk): it holds the adapter.")
+    scan.set_defaults(usage_error=scan.error)
+    scan.add_argument("--timeout", type=_positive, default=10.0, metavar="S",
+                      help="seconds to listen (default: 10)")
+    _adapter_option(scan)
 
-    read = sub.add_parser("read", parents=[common], help="one reading from one device, as JSON")
-    read.add_argument("address", help="the device's MAC address")
+    read = sub.add_parser(
+        "read", parents=[common], help="one reading from one device, as JSON",
+        description="Connect to one device (or wait for its advertisement), print one "
+        "reading as JSON and exit. No broker or config needed. Stop the daemon first.")
+    read.set_defaults(usage_error=read.error)
+    read.add_argument("address", help="the device's MAC address, e.g. AA:BB:CC:DD:EE:01")
     read.add_argument("--type", required=True, dest="type_", metavar="T",
-                      help="device type, e.g. bm6, bm2, bm7, victron, bas")
-    read.add_argument("--key", default=None, metavar="HEX", help="AES key override (hex)")
-    read.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
-    read.add_argument("--adapter", default="hci0")
+                      help="device type (required): bm2, bm6, bm7, victron or bas")
+    read.add_argument("--key", default=None, metavar="HEX",
+                      help="the device's key, 32 hex digits; required for victron (default: "
+                      "the family's built-in key)")
+    read.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+                      help="seconds allowed for the whole read (default: 30)")
+    _adapter_option(read)
 
     history = sub.add_parser(
         "history", parents=[common], help="a BM2/BM6/BM7's stored readings, as CSV or JSON lines",
         description="Download the readings a BM2, BM6 or BM7 keeps (one every 2 minutes, "
         "about a day) and print them oldest first. No broker needed.")
+    history.set_defaults(usage_error=history.error)
     history.add_argument("address", help="the device's MAC address")
     history.add_argument("--type", required=True, dest="type_", metavar="T",
-                         help="bm2, bm6 or bm7 (or an alias such as bm200, bm300)")
+                         help="bm2, bm6 or bm7 (or an alias such as bm200, bm300) (required)")
     history.add_argument("--since", default=None, metavar="SPAN",
                          help="only the last SPAN, e.g. 90m, 6h, 1d (default: all)")
-    history.add_argument("--format", choices=("csv", "jsonl"), default="csv", dest="format_")
-    history.add_argument("--key", default=None, metavar="HEX", help="AES key override (hex)")
-    history.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
-    history.add_argument("--adapter", default="hci0")
+    history.add_argument("--format", choices=("csv", "jsonl"), default="csv", dest="format_",
+                         help="csv or jsonl, one JSON object a line (default: csv)")
+    history.add_argument("--key", default=None, metavar="HEX",
+                         help="AES key override, 32 hex digits (default: the family's key)")
+    history.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+                         help="seconds allowed for the download (default: 30)")
+    _adapter_option(history)
 
-    sub.add_parser("check-config", parents=[common, with_config],
-                   help="validate the configuration and print it, secrets masked")
+    check = sub.add_parser(
+        "check-config", parents=[configured, with_config],
+        help="validate the configuration and print it, secrets masked",
+        description="Validate the configuration (every fault at once, exit 2), check that "
+        "storage.path is writable, and print the effective configuration with secrets "
+        "masked and each device's id.")
+    check.set_defaults(usage_error=check.error)
     return parser
+
+
+def _check_device_arguments(args: argparse.Namespace) -> None:
+    """--type and --key of read / history: a bad or missing one is a usage error (exit 2)."""
+    if getattr(args, "type_", None) is None:
+        return
+    from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP, parse_key
+
+    type_name = args.type_.strip().lower()
+    if type_name not in DRIVERS:
+        args.usage_error(f"--type: unknown device type {args.type_!r}; known types: "
+                         f"{', '.join(sorted(DRIVERS))}")
+    help_text = f"; {VICTRON_KEY_HELP}" if DRIVERS[type_name].requires_key else ""
+    key = None
+    if args.key is not None:
+        try:
+            key = parse_key(args.key)
+        except ValueError as exc:
+            args.usage_error(f"--key: {exc}{help_text}")
+    try:
+        DRIVERS[type_name](key)
+    except ValueError as exc:
+        args.usage_error(f"--key: {exc} (give it as --key HEX){help_text}")
 
 
 def _number(text: str, kind: type[float] | type[int], lo: float, hi: float) -> float:
@@ -135,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run a subcommand; returns the exit code."""
     try:
         args = _parser().parse_args(argv)
+        _check_device_arguments(args)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
         return int(exc.code or 0)
     try:

@@ -60,9 +60,10 @@ class Supervisor:
         elif state is ConnectionState.RECONNECTING:
             _LOG.warning("MQTT connection to %s lost (%s); reconnecting", where, reason)
         elif state is ConnectionState.FAILED:
+            every = getattr(getattr(self, "config", None), "max_retry_delay", None)
             _LOG.error("MQTT connection to %s FAILED after %d attempts (%s); "
-                       "still retrying every max_retry_delay", where,
-                       self._consecutive_failures, reason)
+                       "still retrying every %s", where, self._consecutive_failures, reason,
+                       "few minutes" if every is None else f"{every:g} s")
         else:
             _LOG.info("MQTT %s: %s", where, state.value)
 
