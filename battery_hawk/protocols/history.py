@@ -36,7 +36,9 @@ research-handoff.md``, ``docs/2026-04-25-bm300-bm7-integration-notes.md``,
   full page ended ``fffefe00040900000000000000000000``: 0x409 - 9 = 1024 bytes = 256
   records. A zero length, or a ``fe fe fe`` marker, is an empty answer. Live
   ``d1 55 07`` blocks may interleave and are skipped. BMGateway finds the trailer inside
-  a block too; here it is looked for at record (4-byte) boundaries.
+  a block too; here it is looked for at record (4-byte) boundaries, and a trailer that
+  starts at byte 12 is allowed to carry its length into the next block (no public
+  capture shows where a device puts it when the data does not fill whole blocks).
 - records are newest first, 4 bytes, nibbles ``vvv ss tt p``: ``vvv`` centivolts, ``ss``
   state of charge in percent, ``tt`` temperature in whole degrees Celsius, ``p`` a record
   type whose meaning is unknown (0, 2, 4 seen). ``52b53170`` = 13.23 V, 83 %, 23 °C.
@@ -102,6 +104,7 @@ START_MARKER: Final = b"\xff\xff\xfe"
 TRAILER: Final = b"\xff\xfe\xfe"
 EMPTY_MARKER: Final = b"\xfe\xfe\xfe"
 FRAMING: Final = 9  # what the trailer's length counts besides the data
+TRAILER_SIZE: Final = 6  # ff fe fe + 3-byte length
 RECORD: Final = struct.Struct(">L")
 ZERO_RECORD: Final = bytes(RECORD.size)
 
@@ -170,7 +173,7 @@ def parse_leagend_blocks(
     data = bytearray()
     started = False
     declared: int | None = None
-    for block in blocks:
+    for index, block in enumerate(blocks):
         if len(block) != BLOCK:
             raise DecodeError(f"{family} history block must be 16 bytes, got {len(block)}")
         if not started:
@@ -183,8 +186,12 @@ def parse_leagend_blocks(
             data += block
             continue
         data += block[:end]
-        marker = block[end : end + 6]
-        declared = 0 if marker[:3] == EMPTY_MARKER else _uint24(marker[3:6])
+        # a trailer after the last record of a block may carry its length into the next
+        marker = block[end:] + (blocks[index + 1] if index + 1 < len(blocks) else b"")
+        if marker[:3] == EMPTY_MARKER:
+            declared = 0
+        elif len(marker) >= TRAILER_SIZE:
+            declared = _uint24(marker[3:TRAILER_SIZE])
         break
     if not started:
         raise DecodeError(f"{family} history reply has no d1 55 05 header (wrong key?)")
@@ -252,6 +259,7 @@ class LeagendPages:
         self._blocks: list[bytes] = []
         self._started = False
         self._done = False
+        self._tail_pending = False
 
     @property
     def done(self) -> bool:
@@ -282,7 +290,14 @@ class LeagendPages:
                 if not self._started:
                     continue
             self._blocks.append(block)
-            if len(self._blocks) > 1 and _trailer_at(block) is not None:
+            if self._tail_pending:  # the block that carries the trailer's length
+                self._done = True
+                break
+            end = _trailer_at(block) if len(self._blocks) > 1 else None
+            if end is not None:
+                if block[end : end + 3] == TRAILER and end + TRAILER_SIZE > BLOCK:
+                    self._tail_pending = True
+                    continue
                 self._done = True
                 break
         return None

@@ -234,3 +234,23 @@ def test_history_record_as_reading_keeps_the_measured_fields() -> None:
 def test_families_without_memory_have_no_session() -> None:
     with pytest.raises(ValueError, match="keep no history"):
         history_session(Victron(key=bytes(16)))
+
+
+def test_a_trailer_after_the_last_record_of_a_block_may_spill_into_the_next() -> None:
+    # 3 records end at byte 12 of a block; the trailer's length is in the next block
+    raw = bytes.fromhex("53b620f053a620e052b53170")
+    plain = HEADER + raw + bytes.fromhex("fffefe00") + bytes.fromhex("0015") + bytes(14)
+    session = LeagendPages(BM7_KEY, 1, family="bm7")
+    aes = ZeroIvCbc(BM7_KEY)
+    blocks = [aes.encrypt(b) for b in _blocks(plain)]  # each block its own message
+    session.feed(blocks[0] + blocks[1])
+    assert not session.done  # the length has not arrived yet
+    session.feed(blocks[2])
+    assert session.done
+    assert [r.voltage for r in session.records(AT)] == [13.23, 13.38, 13.39]
+
+
+def test_a_trailer_inside_a_block_ends_the_page_there() -> None:
+    raw = bytes.fromhex("53b620f052b53170")
+    plain = HEADER + raw + bytes.fromhex("fffefe000011") + bytes(2)
+    assert [r.voltage for r in parse_leagend_blocks(_blocks(plain), AT)] == [13.23, 13.39]
