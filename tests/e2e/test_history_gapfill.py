@@ -16,6 +16,7 @@ import itertools
 import json
 import signal
 import sys
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +36,8 @@ DURING = Reading(voltage=12.31, soc=62.0, temperature=9.0)  # what the device sa
 MIN = timedelta(minutes=1)
 
 
-def _config(tmp_path: Path, port: int, connect_timeout: float = 5) -> Path:
+def _config(tmp_path: Path, port: int, connect_timeout: float = 5,
+            http_port: int | None = None) -> Path:
     config = {
         "gateway_id": "e2e",
         "bluetooth": {"adapter": "hci0", "connect_timeout": connect_timeout,
@@ -44,7 +46,7 @@ def _config(tmp_path: Path, port: int, connect_timeout: float = 5) -> Path:
                  "initial_retry_delay": 0.2, "max_retry_delay": 1.0, "max_retries": 0},
         "devices": [{"address": ADDR, "type": "bm6", "name": "Car", "poll_interval": 1,
                      "mode": "poll"}],
-        "http": {"enabled": True, "listen": "127.0.0.1", "port": free_port()},
+        "http": {"enabled": True, "listen": "127.0.0.1", "port": http_port or free_port()},
         "logging": {"level": "INFO", "format": "json"},
         "storage": {"path": str(tmp_path / "state")},
     }
@@ -104,6 +106,12 @@ def _move_last_reading_back(tmp_path: Path, by: timedelta) -> datetime:
     return moved
 
 
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
 def _history_requests(fake: FakeBlueZ) -> int:
     aes = ZeroIvCbc(BM6_KEY)
     return sum(aes.decrypt(w)[:3] == b"\xd1\x55\x05" for w in fake.writes(ADDR))
@@ -125,7 +133,9 @@ async def test_a_20_minute_stop_is_filled_once_from_the_device_memory(
     memory = add_history(fake_bluez, ADDR, "bm6", BEFORE, minutes=60)
     sub = Subscriber(mosquitto.port, "battery_hawk/device/#")
     await sub.start()
-    daemon = Daemon(_config(tmp_path, mosquitto.port), fake_bluez, tmp_path / "daemon.log")
+    http_port = free_port()
+    daemon = Daemon(_config(tmp_path, mosquitto.port, http_port=http_port), fake_bluez,
+                    tmp_path / "daemon.log")
     try:
         await _run_until_live(daemon, sub, 3)
         assert _history(sub) == []  # a first start has no earlier reading: no gap
@@ -138,6 +148,8 @@ async def test_a_20_minute_stop_is_filled_once_from_the_device_memory(
         first_after = _live(sub)[live_before]
         # more visits: nothing is filled twice
         await sub.wait_for(lambda _: len(_live(sub)) >= live_before + 5, timeout=60)
+        metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/metrics")
+        assert f'battery_hawk_history_readings_total{{device_id="{DID}"}} 9.0' in metrics
         assert await daemon.stop() == 0
     finally:
         await daemon.kill()
