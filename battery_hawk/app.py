@@ -30,7 +30,7 @@ from battery_hawk.insight import AlertThresholds
 from battery_hawk.insight.device import InsightSettings
 from battery_hawk.logs import bind
 from battery_hawk.models import DeviceInfo, DeviceReading
-from battery_hawk.mqtt import MQTTInterface
+from battery_hawk.mqtt import ConnectionState, MQTTInterface
 from battery_hawk.pipeline import (
     AlertEvents,
     AlertStage,
@@ -55,6 +55,8 @@ from battery_hawk.publisher import (
 )
 from battery_hawk.retained import RetainedTopics
 from battery_hawk.runtime import GatewayStats, build_mqtt
+from battery_hawk.site import Ownership, SiteService, SiteTopics
+from battery_hawk.site.ownership import GRACE
 from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
 
@@ -100,6 +102,7 @@ class App:
         self.retained = RetainedTopics(self._publish_retained, debounce=birth_debounce)
         self.coordinators: dict[str, DeviceCoordinator] = {}
         self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
+        self._by_address: dict[str, str] = {}  # address (upper case) -> device id
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -112,12 +115,27 @@ class App:
         self.metrics.bind_unknown_codes(lambda: {
             did: codes for did, c in self.coordinators.items()
             if (codes := getattr(c.driver, "unknown_codes", None))})
+        self.site = self._build_site()
         self._build_pipeline()
+
+    def _build_site(self) -> SiteService | None:
+        """Several gateways on one broker (site.enabled): who reads which device."""
+        site, mqtt = self.config.site, self.mqtt
+        if not site.enabled or mqtt is None:
+            return None
+        ownership = Ownership(self.config.gateway_id, site.lease_seconds,
+                              [d.device_id for d in self.config.devices],
+                              handover_db=site.handover_db)
+        return SiteService(
+            ownership, SiteTopics(self.config.mqtt.topic_prefix), mqtt,
+            is_connected=lambda: mqtt.connection_state is ConnectionState.CONNECTED,
+            on_change=self._on_ownership)
 
     def _build_pipeline(self) -> None:
         """The reading pipeline; the only place that knows the order of its stages."""
         self.discovery = DiscoveryStage(self.topics, self._announced, self._publish_msg,
-                                        self._expire_after)
+                                        self._expire_after,
+                                        gateway_availability=self.site is None)
         self.publishing = PublishStage(self._publish_msg, [
             StateOutput(self.topics),
             ReadingsOutput(self.topics),
@@ -161,17 +179,25 @@ class App:
         bind(gateway_id=self.config.gateway_id, adapter=self.config.bluetooth.adapter)
         await self._start_http()
         if self.mqtt is not None:
+            if self.site is not None:  # before the first session, so none is missed
+                await self.site.start()
+                self.mqtt.add_connected_hook(self.site.session_started)
             await self.mqtt.start()
             await self.mqtt.subscribe(self.topics.ha_status, self._on_ha_status)
             self.mqtt.add_connected_hook(self.retained.session_started)  # a broker may forget
             stats_expire = max(180, int(3 * self._stats_interval))
             for topic, payload in gateway_discovery_messages(self.topics, stats_expire):
                 await self._publish(topic, payload, retain=True)
-        await self._remove_stale_devices({d.device_id for d in self.config.devices})
+        if self.site is not None:
+            self._spawn(self.site.run(), "site")
+            # which devices other gateways serve is known once their reports came in
+            self._spawn(self._remove_stale_later(GRACE * self.site.lease), "site-removal")
+        else:
+            await self._remove_stale_devices({d.device_id for d in self.config.devices})
         count = len(self.config.devices)
         for index, device in enumerate(self.config.devices):
             self._add_device(device, stagger=index / count)
-            if device.device_id in self._announced:  # known from an earlier run
+            if device.device_id in self._announced and self.site is None:  # earlier run
                 await self.discovery.announce(self.coordinators[device.device_id].info)
         self._spawn(self._scan_loop(), "scanner")
         self._spawn(self._availability_loop(), "availability")
@@ -197,6 +223,8 @@ class App:
         await asyncio.gather(*self._tasks, *device_tasks, return_exceptions=True)
         self._tasks.clear()
         self._device_tasks.clear()
+        if self.site is not None:
+            await self.site.stop()  # release our leases: others take over at once
         self._seq.close()
         self.gaps.close()
         await self.retained.close()
@@ -248,9 +276,11 @@ class App:
     def _add_device(self, device: DeviceConfig, stagger: float = 0.0) -> None:
         """Start a device; its first visit waits ``stagger`` (0..1) of its interval."""
         driver = get_driver(device.type)(device.key)
+        site = self.site
         coordinator = DeviceCoordinator(
             device, driver, self.transport, self, self._seq,
             connect_timeout=self.config.bluetooth.connect_timeout,
+            may_read=None if site is None else lambda: site.owns(device.device_id),
         )
         if self._gap_after(device.device_id, coordinator) is not None:
             coordinator.after_reading = self._fill_gaps
@@ -259,6 +289,7 @@ class App:
         self.insight.start(device.device_id, time.time())
         if coordinator.listens:
             self._passive[device.address] = coordinator
+        self._by_address[device.address.upper()] = device.device_id
         self.metrics.add_device(coordinator.info)
         if not coordinator.passive:
             first_delay = min(device.poll_interval, 10.0) * stagger
@@ -276,6 +307,7 @@ class App:
         coordinator = self.coordinators.pop(device_id, None)
         if coordinator is not None:
             self._passive.pop(coordinator.config.address, None)
+            self._by_address.pop(coordinator.config.address.upper(), None)
         self.pipeline.forget(device_id)
         self._last_items.pop(device_id, None)
         self.metrics.remove_device(device_id)
@@ -286,6 +318,12 @@ class App:
             return  # keep the record: the entities go once MQTT is enabled again
         for device_id, known in self._announced.items():
             if device_id in keep:
+                continue
+            if self.site is not None and self.site.ownership.served_elsewhere(
+                    device_id, time.monotonic()):
+                _log.info("device %s left the configuration; another gateway serves it, "
+                          "so its entities stay", device_id)
+                self._announced.forget(device_id)
                 continue
             _log.info("device %s left the configuration: removing its entities", device_id)
             for topic, payload in removal_messages(device_id, known.fields, known.alerts,
@@ -308,6 +346,8 @@ class App:
             if new.get(device_id) != device:
                 await self._stop_device(device_id)
         self.config = config
+        if self.site is not None:
+            self.site.ownership.set_devices(new)
         for device_id, device in new.items():
             if old.get(device_id) != device:
                 self._add_device(device)
@@ -317,7 +357,28 @@ class App:
     # ---- ReadingSink ---------------------------------------------------------------
 
     async def on_reading(self, reading: DeviceReading) -> None:
+        if self.site is not None:
+            self.site.heard(reading.device.device_id, None)  # a read counts as heard
+            reading = dataclasses.replace(reading, gateway=self.config.gateway_id)
         self._last_items[reading.device.device_id] = await self.pipeline.process(reading)
+
+    async def _on_ownership(self, device_id: str, owned: bool) -> None:
+        """Several gateways: this one reads a device now, or no longer."""
+        coordinator = self.coordinators.get(device_id)
+        if owned:
+            if coordinator is not None:
+                coordinator.take_over()
+                if device_id in self._announced:  # via_device: us, from now on
+                    await self.discovery.announce(coordinator.info)
+            return
+        # the new owner says the device's retained truth; we must not repeat ours
+        device_prefix = self.topics.device_state(device_id).rsplit("/", 1)[0] + "/"
+        node = f"/{self.topics.device_identifier(device_id)}/"
+        self.retained.forget_where(lambda t: t.startswith(device_prefix) or node in t)
+
+    async def _remove_stale_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._remove_stale_devices({d.device_id for d in self.config.devices})
 
     async def on_availability(self, device: DeviceInfo, online: bool) -> None:
         payload = PAYLOAD_ONLINE if online else PAYLOAD_OFFLINE
@@ -411,7 +472,7 @@ class App:
         silence = max(60.0, 3 * interval)
         failing = False
         while True:
-            if not self._passive:
+            if not self._passive and self.site is None:
                 await asyncio.sleep(interval)
                 continue
             stream = self.transport.advertisements()
@@ -422,6 +483,10 @@ class App:
                     if failing:
                         failing = False
                         _log.info("scanning works again")
+                    if self.site is not None:
+                        heard = self._by_address.get(adv.address.upper())
+                        if heard is not None:
+                            self.site.heard(heard, adv.rssi)
                     coordinator = self._passive.get(adv.address)
                     if coordinator is not None:
                         await coordinator.feed(adv)
@@ -454,6 +519,8 @@ class App:
         """Stale, poor_connection and high_error_rate change without a reading too."""
         now = datetime.now(UTC)
         for did, coordinator in list(self.coordinators.items()):
+            if self.site is not None and not self.site.owns(did):
+                continue  # its owner watches it
             changes = self.alerting.check(did, coordinator.info.name, now,
                                           coordinator.silent_for(),
                                           self.insight.link(did, now.timestamp()))

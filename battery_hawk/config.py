@@ -39,6 +39,7 @@ __all__ = [
     "HysteresisConfig",
     "LoggingConfig",
     "MqttConfig",
+    "SiteConfig",
     "StorageConfig",
     "TLSConfig",
     "check_storage",
@@ -222,6 +223,18 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """Several gateways on one broker: each device is read by the one that hears it best."""
+
+    enabled: bool = False
+    # seconds a device's owner holds it without renewing; a dead owner is replaced
+    # within two of these
+    lease_seconds: float = field(default=30.0, metadata=_bounds(1, 3600))
+    # how much better (dB) another gateway must hear a device to take it over
+    handover_db: float = field(default=10.0, metadata=_bounds(0, 100))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway_id: str = field(default_factory=lambda: _sanitise_id(socket.gethostname()))
     bluetooth: BluetoothConfig = field(default_factory=BluetoothConfig)
@@ -230,6 +243,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the config (password, admin token, device keys in hex)."""

@@ -94,12 +94,15 @@ class DeviceCoordinator:
         clock: Callable[[], float] = time.monotonic,
         after_reading: Callable[[DeviceCoordinator], Awaitable[object]] | None = None,
         wants_visit: Callable[[DeviceCoordinator], bool] | None = None,
+        may_read: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         # the history gap fill: after_reading runs after each visit's reading is handed on
         # (it must not raise); wants_visit makes auto mode connect although adverts flow
         self.after_reading = after_reading
         self.wants_visit = wants_visit
+        # several gateways on one site: False while another gateway owns the device
+        self._may_read = may_read or (lambda: True)
         self.driver = driver
         self.info = DeviceInfo(
             device_id=config.device_id,
@@ -169,7 +172,7 @@ class DeviceCoordinator:
             await asyncio.wait_for(stop.wait(), first_delay)
         due = self._clock()
         while not stop.is_set():
-            if self._visit_due():
+            if self._visit_due() and self._may_read():
                 await self.poll_once()
             # a fixed schedule, so wake-up latency does not add up into drift; a visit
             # that overran its slot is followed at once by the next
@@ -219,6 +222,8 @@ class DeviceCoordinator:
 
     async def _feed(self, adv: Advertisement) -> Reading | None:
         now = self._clock()
+        if not self._may_read():
+            return None
         if self._last_emit is not None and now - self._last_emit < self.config.poll_interval:
             return None
         try:
@@ -237,9 +242,18 @@ class DeviceCoordinator:
         return reading
 
     def silent_for(self) -> float:
-        """Seconds since the last reading (since the coordinator started, before the first)."""
-        since = self.status.last_seen if self.status.last_seen is not None else self._started
-        return self._clock() - since
+        """Seconds since the last reading (since the coordinator started or took the device
+        over from another gateway, if that is later)."""
+        return self._clock() - self._silent_since()
+
+    def _silent_since(self) -> float:
+        last = self.status.last_seen
+        return self._started if last is None else max(last, self._started)
+
+    def take_over(self) -> None:
+        """This gateway reads the device (again): availability counts from now."""
+        self._started = self._clock()
+        self.status.online = None
 
     def _complete(self, reading: Reading) -> Reading:
         """An advert reading with what adverts lack taken from a fresh connected reading."""
@@ -258,7 +272,9 @@ class DeviceCoordinator:
             await self._check_availability()
 
     async def _check_availability(self) -> None:
-        silent_since = self.status.last_seen if self.status.last_seen is not None else self._started
+        if not self._may_read():
+            return  # another gateway reads it and says whether it is online
+        silent_since = self._silent_since()
         if self.status.online is not False and (
             self._clock() - silent_since >= offline_after(self.config.poll_interval)
         ):

@@ -115,3 +115,4 @@ class DeviceReading:
     seq: int
     rssi: int | None = None
     duration: float | None = None  # seconds the visit took (connect + exchange); None if passive
+    gateway: str | None = None  # the gateway that read it (set when site.enabled)

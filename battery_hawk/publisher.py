@@ -153,6 +153,8 @@ def state_payload(dr: DeviceReading, extra: Mapping[str, object] | None = None) 
     doc["state"] = None if state is None else str(state)
     doc["device_state"] = dr.reading.device_state
     doc["rssi"] = dr.rssi
+    if dr.gateway is not None:  # several gateways: (device_id, gateway, seq) is unique
+        doc["gateway"] = dr.gateway
     if extra:
         doc.update(extra)
     return _dumps(doc)
@@ -240,7 +242,7 @@ def reported_fields(dr: DeviceReading) -> tuple[str, ...]:
     return tuple(f for f in DISCOVERABLE_FIELDS if f in present)
 
 
-def _availability(topics: Topics, device_id: str) -> list[dict[str, str]]:
+def _availability(topics: Topics, device_id: str, gateway: bool) -> list[dict[str, str]]:
     return [
         {
             "topic": topic,
@@ -248,6 +250,7 @@ def _availability(topics: Topics, device_id: str) -> list[dict[str, str]]:
             "payload_not_available": PAYLOAD_OFFLINE,
         }
         for topic in (topics.gateway_status, topics.device_availability(device_id))
+        if gateway or topic != topics.gateway_status
     ]
 
 
@@ -291,8 +294,14 @@ def discovery_messages(
     topics: Topics,
     expire_after: int,
     alert_kinds: Iterable[str] = (),
+    *,
+    gateway_availability: bool = True,
 ) -> list[Message]:
     """One retained discovery document per sensor field and per alert kind of a device.
+
+    ``gateway_availability=False`` (several gateways on one site) leaves the gateway's
+    status out of availability, so the documents are the same whichever gateway reads
+    the device, but for ``via_device``.
 
     Sensors read the retained JSON state topic; each is unavailable unless both the gateway
     and the device say online (availability_mode all), and goes unavailable after
@@ -305,7 +314,7 @@ def discovery_messages(
     did = device.device_id
     node = topics.device_identifier(did)
     common: dict[str, object] = {
-        "availability": _availability(topics, did),
+        "availability": _availability(topics, did, gateway_availability),
         "availability_mode": "all",
         "device": _device_block(device, topics),
         "origin": _origin(),

@@ -54,6 +54,13 @@ class RetainedTopics:
         else:
             self._current.pop(topic, None)
 
+    def forget_where(self, predicate: Callable[[str], bool]) -> int:
+        """Stop re-asserting the topics ``predicate`` picks (another gateway owns them now)."""
+        gone = [topic for topic in self._current if predicate(topic)]
+        for topic in gone:
+            del self._current[topic]
+        return len(gone)
+
     async def session_started(self) -> None:
         """Hook for every new broker session: re-assert all but on the first session.
 

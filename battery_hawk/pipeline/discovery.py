@@ -31,7 +31,10 @@ class DiscoveryStage:
         announced: Announcements,
         publish: PublishFn,
         expire_after: Callable[[str], int],
+        *,
+        gateway_availability: bool = True,
     ) -> None:
+        self._gateway_availability = gateway_availability
         self._topics = topics
         self._announced = announced
         self._publish = publish
@@ -63,5 +66,6 @@ class DiscoveryStage:
         known = self._announced.get(device.device_id)
         for topic, payload in discovery_messages(device, known.fields, self._topics,
                                                  self._expire_after(device.device_id),
-                                                 known.alerts):
+                                                 known.alerts,
+                                                 gateway_availability=self._gateway_availability):
             await self._publish(topic, payload, True)
