@@ -368,6 +368,9 @@ class App:
         if owned:
             if coordinator is not None:
                 coordinator.take_over()
+                # the time since our own last reading was another gateway's to cover: it
+                # is no gap to fill from the device's memory
+                self.gaps.forget(device_id)
                 if device_id in self._announced:  # via_device: us, from now on
                     await self.discovery.announce(coordinator.info)
             return
