@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 from battery_hawk import __version__
-from battery_hawk.config import Config, check_storage, load_config
+from battery_hawk.config import PASSWORD_ENV, Config, check_storage, load_config
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.logs import setup_logging
 
@@ -93,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
                       "on a terminal)")
     demo.add_argument("--storage", default=None, metavar="DIR",
                       help="where seq counters are kept (default: a temporary folder)")
+    demo.add_argument("--broker", default=None, metavar="HOST[:PORT]",
+                      help="use this broker (e.g. Home Assistant's) instead of the embedded "
+                      "one; the entities appear in Home Assistant and are removed when the "
+                      "demo ends (default: the embedded broker; PORT default 1883)")
+    demo.add_argument("--username", default=None,
+                      help="user name for --broker (default: none)")
+    demo.add_argument("--password", default=None,
+                      help="password for --broker (default: $BATTERY_HAWK_MQTT_PASSWORD, "
+                      "else none)")
+    demo.add_argument("--listen", action="store_true",
+                      help="let other hosts reach the embedded broker (all interfaces; "
+                      "default: localhost only)")
 
     scan = sub.add_parser(
         "scan", parents=[common], help="list nearby devices and the family each is recognised as",
@@ -145,6 +158,27 @@ def _parser() -> argparse.ArgumentParser:
         "masked and each device's id.")
     check.set_defaults(usage_error=check.error)
     return parser
+
+
+def _check_demo_arguments(args: argparse.Namespace) -> None:
+    """Options of `demo` that do not go together: a usage error (exit 2)."""
+    if getattr(args, "command", None) != "demo":
+        return
+    if args.broker is None:
+        for given, option in ((args.username, "--username"), (args.password, "--password")):
+            if given is not None:
+                args.usage_error(f"{option} goes with --broker HOST")
+        return
+    from battery_hawk.demo import split_broker
+
+    try:
+        split_broker(args.broker)
+    except ValueError as exc:
+        args.usage_error(f"--broker: {exc}")
+    if args.fault is not None:
+        args.usage_error("--fault broker stops the embedded broker; it cannot stop yours")
+    if args.listen:
+        args.usage_error("--listen is for the embedded broker; yours listens where it does")
 
 
 def _check_device_arguments(args: argparse.Namespace) -> None:
@@ -201,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         _check_device_arguments(args)
+        _check_demo_arguments(args)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
         return int(exc.code or 0)
     try:
@@ -235,7 +270,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run_demo(DemoOptions(
             duration=args.duration, devices=args.devices, port=args.port,
             interval=args.interval, fault=args.fault, live=not args.no_live,
-            storage=args.storage,
+            storage=args.storage, broker=args.broker, username=args.username,
+            password=args.password or os.environ.get(PASSWORD_ENV) or None,
+            listen=args.listen,
         )))
     if command == "scan":
         return asyncio.run(_scan(args.adapter, args.timeout))

@@ -1,40 +1,58 @@
-"""``battery-hawk demo``: the whole pipeline against simulated devices and an embedded broker.
+"""``battery-hawk demo``: the whole pipeline against simulated devices and an MQTT broker.
 
 Nothing is faked past the radio: simulated monitors emit the real encrypted frames of their
 protocol, and the real drivers, coordinators, publisher and MQTTInterface carry them to a
-real MQTT broker (amqtt, in a child process so it can be stopped and started at will).
+real MQTT broker: the embedded one (amqtt, in a child process so it can be stopped and
+started at will; the `demo` extra) or, with ``--broker``, one the user runs, e.g. Home
+Assistant's, so the simulated devices appear in their own Home Assistant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import random
 import signal
+import socket
 import sys
 import tempfile
-import time
-from collections import deque
 from dataclasses import dataclass
-from typing import TextIO
 
 from battery_hawk.app import App
-from battery_hawk.config import Config, DeviceConfig, HttpConfig, MqttConfig, StorageConfig
-from battery_hawk.coordinator import DeviceCoordinator
+from battery_hawk.config import (
+    AlertConfig,
+    Config,
+    DeviceConfig,
+    HttpConfig,
+    MqttConfig,
+    StorageConfig,
+)
+from battery_hawk.demo_view import LiveView
+from battery_hawk.simulator.battery import BatteryModel, BatteryProfile
 from battery_hawk.simulator.broker import (
     BrokerProcess,
     free_port,
     port_is_free,
     require_amqtt,
 )
-from battery_hawk.simulator.devices import FAMILIES, SimTransport
+from battery_hawk.simulator.devices import FAMILIES, SimDevice, SimTransport, build_fleet
 
-__all__ = ["DemoOptions", "demo_config", "run_demo"]
+__all__ = ["DemoOptions", "demo_config", "demo_fleet", "intro", "run_demo"]
 
 _log = logging.getLogger(__name__)
 
 FAULT_PERIOD = 20.0  # --fault broker: seconds up, then seconds down, repeated
 GATEWAY_ID = "demo"
+ALERT_HOLD = 5.0  # seconds a breach must last before the demo raises an alert
+
+# The battery that runs flat: 5 Ah drained at 10 A loses about 3 % a minute, so from 28 %
+# it crosses the 20 % low-SoC threshold after about 2.5 minutes, keeps discharging for 4
+# minutes, then charges back past 22 % (threshold + band): one alert raised and cleared.
+FLAT_PROFILE = BatteryProfile(capacity_ah=5.0, load_current=10.0, charge_current=10.0,
+                              cycle_s=480.0)
+FLAT_START_SOC = 28.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,70 +66,127 @@ class DemoOptions:
     storage: str | None = None
     http_port: int = 9105
     seed: int = 0
+    broker: str | None = None  # HOST[:PORT] of a broker the user runs; None: embedded
+    username: str | None = None
+    password: str | None = None
+    listen: bool = False  # the embedded broker on every interface, not only localhost
+
+
+def demo_fleet(count: int | None, *, seed: int = 0, start: float = 0.0,
+               bm2_interval: float = 1.0) -> list[SimDevice]:
+    """The simulated devices: by default one of each family plus a SmartSolar; the first
+    (a BM6) runs flat over a few minutes so a low-SoC alert is raised and then cleared."""
+    if count is None:  # build_fleet's ninth device is its first SmartSolar
+        fleet = build_fleet(9, seed=seed, start=start, bm2_interval=bm2_interval)
+        fleet = [*fleet[: len(FAMILIES)], fleet[8]]
+    else:
+        fleet = build_fleet(count, seed=seed, start=start, bm2_interval=bm2_interval)
+    for i, device in enumerate(fleet):
+        device.name = f"{device.name} {i + 1}"
+    first = fleet[0]
+    if first.family == "bm6":
+        first.name = "Camper 1 (flat)"
+        first.battery = BatteryModel(FLAT_PROFILE, random.Random(seed), start=start,
+                                     soc=FLAT_START_SOC, discharging_first=True)
+    return fleet
 
 
 def demo_config(transport: SimTransport, *, port: int, interval: float, storage: str,
-                http_port: int) -> Config:
+                http_port: int, host: str = "127.0.0.1", username: str | None = None,
+                password: str | None = None) -> Config:
     """A Config for the simulated fleet: quick reconnection so outages are short."""
+    alerts = AlertConfig(hold=ALERT_HOLD)
     devices = tuple(
-        DeviceConfig(address=dev.address, type=dev.family, name=f"{dev.name} {i + 1}",
-                     poll_interval=interval, key=dev.key if dev.family == "victron" else None)
-        for i, dev in enumerate(transport.devices.values())
+        DeviceConfig(address=dev.address, type=dev.family, name=dev.name,
+                     poll_interval=interval, alerts=alerts,
+                     key=dev.key if dev.family == "victron" else None)
+        for dev in transport.devices.values()
     )
-    mqtt = MqttConfig(broker="127.0.0.1", port=port, initial_retry_delay=0.5,
-                      max_retry_delay=5.0, max_retries=0, health_check_interval=10.0,
+    mqtt = MqttConfig(broker=host, port=port, username=username, password=password,
+                      initial_retry_delay=0.5, max_retry_delay=5.0, max_retries=0,
+                      health_check_interval=10.0,
                       message_queue_size=max(1000, 200 * len(devices)), keepalive=15)
     return Config(gateway_id=GATEWAY_ID, mqtt=mqtt, devices=devices,
                   http=HttpConfig(enabled=True, listen="127.0.0.1", port=http_port),
                   storage=StorageConfig(path=storage))
 
 
+def split_broker(text: str) -> tuple[str, int]:
+    """HOST[:PORT] (an IPv6 address in [brackets]) -> (host, port); ValueError if bad."""
+    host, port = text, 1883
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+        port = int(number)
+    if not host or not 1 <= port <= 65535:
+        raise ValueError(f"{text!r} is not HOST[:PORT]")
+    return host, port
+
+
 async def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C or ``duration``; returns the exit code."""
-    require_amqtt()
-    port = options.port
-    if not port_is_free(port):
-        port = free_port()
-        print(f"port {options.port} is taken (a broker already running?); using {port}",
-              flush=True)
+    external = options.broker is not None
+    if external:
+        host, port = split_broker(options.broker or "")
+    else:
+        require_amqtt()
+        host, port = "127.0.0.1", options.port
+        bind = "0.0.0.0" if options.listen else "127.0.0.1"
+        if not port_is_free(port, bind):
+            port = free_port(bind)
+            print(f"port {options.port} is taken (a broker already running?); using {port}",
+                  flush=True)
     http_port = options.http_port if port_is_free(options.http_port) else free_port()
-    count = options.devices or len(FAMILIES)
     interval = options.interval or 2.0
-    transport = SimTransport.with_fleet(count, seed=options.seed,
-                                        advert_interval=min(1.0, interval))
+    loop = asyncio.get_running_loop()
+    fleet = demo_fleet(options.devices, seed=options.seed, start=loop.time(),
+                       bm2_interval=min(1.0, interval))
+    transport = SimTransport(fleet, advert_interval=min(1.0, interval))
     with contextlib.ExitStack() as stack:
         storage = options.storage or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="battery-hawk-demo-"))
         config = demo_config(transport, port=port, interval=interval, storage=storage,
-                             http_port=http_port)
-        broker = BrokerProcess(port)
-        await broker.start()
+                             http_port=http_port, host=host, username=options.username,
+                             password=options.password)
+        broker = None if external else BrokerProcess(port, bind)
+        if broker is not None:
+            await broker.start()
         app = App(config, transport=transport, stats_interval=10.0)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.request_stop)
-        header = intro(config, port, options)
-        print(header, flush=True)
+        header = intro(config, options)
+        view = LiveView(sys.stdout, header)
+        if not options.live or not view.tty:
+            print("\n".join(header), flush=True)
+        if options.live:
+            stack.enter_context(view)
         try:
             await app.start()
             helpers = [asyncio.create_task(_stop_after(app, options.duration),
                                            name="battery-hawk:demo-timer")]
-            if options.fault == "broker":
+            if options.fault == "broker" and broker is not None:
                 helpers.append(asyncio.create_task(_broker_faults(broker),
                                                    name="battery-hawk:demo-fault"))
             if options.live:
-                helpers.append(asyncio.create_task(_live_view(app, broker, header, sys.stdout),
-                                                   name="battery-hawk:demo-view"))
+                helpers.append(asyncio.create_task(
+                    view.run(app, lambda: broker is None or broker.running),
+                    name="battery-hawk:demo-view"))
             await app.wait_stopped()
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            if not broker.running:
+            if broker is not None and not broker.running:
                 with contextlib.suppress(RuntimeError):  # drain the last readings if we can
                     await broker.start()
+            if external:  # leave the user's broker and Home Assistant as they were
+                await app.reload(dataclasses.replace(app.config, devices=()))
         finally:
             await app.stop()
-            await broker.stop()
+            if broker is not None:
+                await broker.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
     stats = app.mqtt.stats if app.mqtt else None
@@ -121,35 +196,35 @@ async def run_demo(options: DemoOptions) -> int:
     return 0
 
 
-def intro(config: Config, port: int, options: DemoOptions) -> str:
-    """What the demo is and how to watch it."""
-    prefix = config.mqtt.topic_prefix
+def _reachable_as() -> str:
+    """A name other hosts may reach this one by (for --listen)."""
+    return socket.gethostname() or "this host"
+
+
+def intro(config: Config, options: DemoOptions) -> list[str]:
+    """What the demo is and how to watch it, one line each (each fits 80 columns)."""
+    m = config.mqtt
+    host = m.broker
+    if options.broker is not None:
+        where = f"your broker {host}:{m.port}"
+    elif options.listen:
+        where = f"embedded broker on port {m.port}, all interfaces ({_reachable_as()})"
+    else:
+        where = f"embedded broker {host}:{m.port}"
+    auth = f" -u {m.username} -P ..." if m.username else ""
     lines = [
-        f"battery-hawk demo: {len(config.devices)} simulated devices, embedded MQTT broker "
-        f"on 127.0.0.1:{port}",
-        f"  watch the readings:  mosquitto_sub -h 127.0.0.1 -p {port} -v -t '{prefix}/#'",
-        f"  Home Assistant discovery:  mosquitto_sub -h 127.0.0.1 -p {port} -v "
-        "-t 'homeassistant/#'",
-        f"  status page: http://127.0.0.1:{config.http.port}/   metrics: "
-        f"http://127.0.0.1:{config.http.port}/metrics",
+        f"battery-hawk demo: {len(config.devices)} simulated devices, {where}",
+        f"  watch: mosquitto_sub -h {host} -p {m.port}{auth} -v -t '{m.topic_prefix}/#'",
+        f"  HA discovery: -t '{m.discovery_prefix}/#'   "
+        f"status page: http://127.0.0.1:{config.http.port}/",
     ]
-    if options.fault == "broker":
+    if options.fault == "broker" and options.broker is None:
         lines.append(f"  --fault broker: the broker stops for {FAULT_PERIOD:.0f} s every "
-                     f"{FAULT_PERIOD:.0f} s; readings queue and arrive when it is back")
+                     f"{FAULT_PERIOD:.0f} s; readings queue meanwhile")
+    if options.broker is not None:
+        lines.append("  the demo's entities are removed from Home Assistant when it ends")
     lines.append("  Ctrl-C ends the demo.")
-    return "\n".join(lines)
-
-
-class _RecentLog(logging.Handler):
-    """Keeps the last few log lines for the live view (they would scroll it away)."""
-
-    def __init__(self, size: int = 6) -> None:
-        super().__init__(logging.INFO)
-        self.lines: deque[str] = deque(maxlen=size)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+    return lines
 
 
 async def _stop_after(app: App, duration: float | None) -> None:
@@ -171,64 +246,3 @@ async def _broker_faults(broker: BrokerProcess) -> None:
             _log.error("demo fault: the broker did not come back (%s); trying again", exc)
             continue
         _log.warning("demo fault: broker back")
-
-
-def _fmt(value: float | None, unit: str, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}{unit}"
-
-
-def render(app: App, broker_up: bool, now: float, limit: int = 30) -> str:
-    """The live view as text: MQTT state, queue, and one line per device."""
-    lines = []
-    if app.mqtt is not None:
-        s = app.mqtt.stats
-        lines.append(
-            f"MQTT {s.connection_state.name:<12} broker {'up' if broker_up else 'DOWN':<5}"
-            f" queue {s.queue_size:<6} published {s.messages_published:<8}"
-            f" reconnections {s.total_reconnections:<4} dropped {s.messages_dropped}"
-        )
-    lines.append("")
-    lines.append(f"{'DEVICE':<20} {'MODEL':<15} {'VOLT':>7} {'SOC':>5} {'TEMP':>7} "
-                 f"{'CURRENT':>8} {'STATE':<12} {'SEQ':>6} {'AGE':>5}  AVAILABLE")
-    coordinators: list[DeviceCoordinator] = list(app.coordinators.values())
-    for c in coordinators[:limit]:
-        st = c.status
-        last = st.last_reading
-        r = last.reading if last else None
-        age = "-" if st.last_seen is None else f"{now - st.last_seen:.0f}s"
-        state = str(r.state) if r and r.state else "-"
-        avail = {True: "online", False: "OFFLINE", None: "waiting"}[st.online]
-        lines.append(
-            f"{c.info.name[:20]:<20} {c.info.model[:15]:<15} "
-            f"{_fmt(r.voltage if r else None, 'V'):>7} {_fmt(r.soc if r else None, '%', 0):>5} "
-            f"{_fmt(r.temperature if r else None, 'C', 1):>7} "
-            f"{_fmt(r.current if r else None, 'A'):>8} {state[:12]:<12} "
-            f"{last.seq if last else '-':>6} {age:>5}  {avail}"
-        )
-    if len(coordinators) > limit:
-        online = sum(1 for c in coordinators if c.status.online)
-        lines.append(f"... and {len(coordinators) - limit} more ({online} of "
-                     f"{len(coordinators)} online)")
-    return "\n".join(lines)
-
-
-async def _live_view(app: App, broker: BrokerProcess, header: str, out: TextIO) -> None:
-    """Redraw the view every second on a terminal; print it every 5 s otherwise."""
-    tty = out.isatty()
-    root = logging.getLogger()
-    recent = _RecentLog()
-    saved = root.handlers[:]
-    if tty:  # log lines go into the view instead of scrolling it away
-        root.handlers[:] = [recent]
-    try:
-        while True:
-            text = render(app, broker.running, time.monotonic())
-            if tty:
-                events = "\n".join(recent.lines) or "(none yet)"
-                out.write(f"\x1b[H\x1b[J{header}\n\n{text}\n\nRecent events:\n{events}\n")
-            else:
-                out.write(text + "\n\n")
-            out.flush()
-            await asyncio.sleep(1.0 if tty else 5.0)
-    finally:
-        root.handlers[:] = saved

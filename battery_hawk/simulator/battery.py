@@ -102,11 +102,15 @@ class BatteryModel:
         *,
         start: float = 0.0,
         soc: float | None = None,
+        discharging_first: bool = False,
     ) -> None:
         self.profile = profile
         self._rng = rng
         self._last = start
-        self._phase = rng.random() * profile.cycle_s  # devices out of step with each other
+        if discharging_first:  # the first half cycle from `start` discharges
+            self._phase = profile.cycle_s / 2 - start % profile.cycle_s
+        else:
+            self._phase = rng.random() * profile.cycle_s  # devices out of step with each other
         self.soc = rng.uniform(55.0, 95.0) if soc is None else soc
 
     def _charging(self, now: float) -> bool:

@@ -144,6 +144,9 @@ class BrokerProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "battery_hawk.simulator.broker",
             "--host", self.host, "--port", str(self.port), "--parent", str(os.getpid()),
+            # its own session: Ctrl-C in the terminal reaches the demo only, which then
+            # stops in order (flush, offline) before it stops the broker
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while not await self._accepts():

@@ -21,7 +21,7 @@ async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -
     try:
         await sub.start(timeout=20)  # retries until the demo's broker is up
         await sub.wait_for(
-            lambda m: len({t for t, _ in m}) == 5 and len(m) >= 15, timeout=20)
+            lambda m: len({t for t, _ in m}) == 6 and len(m) >= 18, timeout=20)
         async with asyncio.timeout(30):
             out, err = await proc.communicate()
     finally:
@@ -33,7 +33,9 @@ async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -
     text = out.decode()
     assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in text and "demo ended" in text
     models = {json.loads(p)["model"] for _, p in sub.messages}
-    assert models == {"BM6", "BM7", "BM2", "SmartShunt 500A/50mV", "Battery Service"}
+    assert {"BM6", "BM7", "BM2", "SmartShunt 500A/50mV", "Battery Service"} < models
+    solar = [json.loads(p) for _, p in sub.messages if json.loads(p)["solar_power"] is not None]
+    assert solar and solar[0]["name"].startswith("SmartSolar")
     assert "Traceback" not in err.decode()
 
 
