@@ -418,6 +418,8 @@ class App:
 
     def _history_published(self, device: DeviceInfo, records: Sequence[HistoryRecord]) -> None:
         self.metrics.observe_history(device, len(records))
+        # the status page's sparkline and the trend: no hole where the gap was
+        self.insight.backfill(device.device_id, ((r.timestamp, r.voltage) for r in records))
 
     def _expire_after(self, device_id: str) -> int:
         coordinator = self.coordinators.get(device_id)

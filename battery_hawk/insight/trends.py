@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -66,6 +67,32 @@ class VoltageTrend:
         self._adds += 1
         if self._adds % self._REBUILD_EVERY == 0:
             self._rebuild()
+
+    def backfill(self, samples: Iterable[tuple[datetime, float | None]]) -> int:
+        """Insert earlier samples (a device's stored history) in time order; how many.
+
+        Samples at a time already held, older than the window before the newest sample,
+        None or not finite are skipped; the bounds of ``add`` hold afterwards.
+        """
+        held = dict(self._points)
+        newest = self._points[-1][0] if self._points else None
+        added = 0
+        for at, voltage in samples:
+            if voltage is None or not math.isfinite(voltage):
+                continue
+            t = at.timestamp()
+            if t in held or (newest is not None and newest - t > self._window):
+                continue
+            held[t] = float(voltage)
+            added += 1
+        if added:
+            points = sorted(held.items())
+            last = points[-1][0]
+            self._points = deque(
+                p for p in points[-self._max_points:] if last - p[0] <= self._window
+            )
+            self._rebuild()
+        return added
 
     def _account(self, t: float, v: float, sign: float) -> None:
         x = t - self._origin

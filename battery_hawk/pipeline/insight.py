@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from battery_hawk.insight.device import DeviceInsight, InsightSettings
 from battery_hawk.insight.quality import LinkReport
@@ -59,6 +60,12 @@ class InsightStage:
         """(Unix time, volts) of the last hour, oldest first."""
         device = self._devices.get(device_id)
         return [] if device is None else device.voltage.samples
+
+    def backfill(self, device_id: str, samples: Iterable[tuple[datetime, float | None]]) -> int:
+        """Earlier (time, volts) samples, e.g. from a device's memory: the sparkline and
+        trend get them in time order. How many were taken."""
+        device = self._devices.get(device_id)
+        return 0 if device is None else device.voltage.backfill(samples)
 
     def forget(self, device_id: str) -> None:
         self._devices.pop(device_id, None)

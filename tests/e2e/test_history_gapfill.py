@@ -33,6 +33,7 @@ ADDR = "C8:47:80:00:00:16"
 DID = "c84780000016"
 BEFORE = Reading(voltage=12.64, soc=81.0, temperature=18.0)
 DURING = Reading(voltage=12.31, soc=62.0, temperature=9.0)  # what the device saw meanwhile
+AFTER = Reading(voltage=12.48, soc=70.0, temperature=12.0)  # live again after the restart
 MIN = timedelta(minutes=1)
 
 
@@ -141,6 +142,7 @@ async def test_a_20_minute_stop_is_filled_once_from_the_device_memory(
         assert _history(sub) == []  # a first start has no earlier reading: no gap
         assert await daemon.stop() == 0
         gap_start = await _stopped_20_minutes(memory, tmp_path)
+        memory.advance(0, AFTER)
         live_before = len(_live(sub))
 
         await daemon.start()
@@ -150,6 +152,9 @@ async def test_a_20_minute_stop_is_filled_once_from_the_device_memory(
         await sub.wait_for(lambda _: len(_live(sub)) >= live_before + 5, timeout=60)
         metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/metrics")
         assert f'battery_hawk_history_readings_total{{device_id="{DID}"}} 9.0' in metrics
+        page = await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/")
+        # the sparkline holds the gap's stored voltages next to the live ones
+        assert "Voltage, last hour: 12.31 to 12.48 V" in page
         assert await daemon.stop() == 0
     finally:
         await daemon.kill()
