@@ -82,5 +82,9 @@ class Driver(ABC):
         raise NotAReading(f"{self.family} advertisements carry no reading")
 
     def advert_decrypts(self, adv: Advertisement) -> bool:
-        """Whether a block of the advertisement decodes under this driver's key."""
-        return False
+        """Whether the advertisement carries a reading this driver decodes (under its key)."""
+        try:
+            self.decode_advert(adv)
+        except DecodeError:
+            return False
+        return True

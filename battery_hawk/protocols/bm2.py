@@ -180,13 +180,6 @@ class BM2(Driver):
     def decode_advert(self, adv: Advertisement) -> Reading:
         return decode_advert(self._aes, adv, mac_reversed=True, family=self.family)
 
-    def advert_decrypts(self, adv: Advertisement) -> bool:
-        try:
-            self.decode_advert(adv)
-        except DecodeError:
-            return False
-        return True
-
     def decrypt(self, frame: bytes) -> bytes:
         """The plaintext of one notification."""
         return self._aes.decrypt(frame)

@@ -104,13 +104,6 @@ class LeagendPollDriver(Driver):
             self._aes, adv, mac_reversed=self.advert_mac_reversed, family=self.family
         )
 
-    def advert_decrypts(self, adv: Advertisement) -> bool:
-        try:
-            self.decode_advert(adv)
-        except DecodeError:
-            return False
-        return True
-
     def poll_command(self) -> bytes:
         """The encrypted ``d1 55 07`` live-reading request."""
         return self._poll
