@@ -91,7 +91,7 @@ async def test_a_flood_of_births_re_announces_at_most_twice_and_drops_nothing(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_subscriber: Subscribe
 ) -> None:
     sub = await mqtt_subscriber(mosquitto.port, "#")
-    app = make_app(tmp_path, mosquitto.port, count=2, birth_debounce=1.0)
+    app = make_app(tmp_path, mosquitto.port, count=2, birth_debounce=5.0)
     async with app:
         await wait_until(lambda: readings_of(app) >= 4, timeout=20)
         assert app.mqtt is not None and await app.mqtt.flush(10)
