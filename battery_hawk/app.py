@@ -21,6 +21,7 @@ from battery_hawk import __version__
 from battery_hawk.ble.link import Transport
 from battery_hawk.config import Config, DeviceConfig, load_config
 from battery_hawk.coordinator import DeviceCoordinator, offline_after
+from battery_hawk.deadletters import register_routes as register_dead_letter_routes
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.history.gapfill import GapFiller, GapLedger, GapWatch
 from battery_hawk.http import DeviceStatus as HttpDeviceStatus
@@ -560,6 +561,7 @@ class App:
                             admin_token=http.admin_token)
         server.add_route("POST", "/api/devices/{device_id}/reset-breaker", self._reset_breaker,
                          admin=True)
+        register_dead_letter_routes(server, self.mqtt)
         try:
             await server.start()
         except OSError as exc:

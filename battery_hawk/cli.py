@@ -1,4 +1,4 @@
-"""The ``battery-hawk`` command: run, demo, scan, read, history, check-config.
+"""The ``battery-hawk`` command: run, demo, scan, read, history, check-config, dlq.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 """
@@ -157,6 +157,16 @@ def _parser() -> argparse.ArgumentParser:
         "storage.path is writable, and print the effective configuration with secrets "
         "masked and each device's id.")
     check.set_defaults(usage_error=check.error)
+
+    dlq = sub.add_parser(
+        "dlq", parents=[configured, with_config], help="list, replay or purge dead letters",
+        description="Messages the daemon gave up on, kept in the spool under storage.path. "
+        "Works while the daemon runs; a replayed message is delivered within seconds.")
+    dlq.set_defaults(usage_error=dlq.error)
+    dlq.add_argument("action", choices=("list", "replay", "purge"))
+    dlq.add_argument("--id", dest="ids", type=int, action="append", metavar="N",
+                     help="only this dead letter (repeatable; default: all)")
+    dlq.add_argument("--json", action="store_true", help="list as JSON")
     return parser
 
 
@@ -252,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    if command == "dlq":
+        from battery_hawk.deadletters import run_dlq
+
+        return run_dlq(load_config(args.config), args.action, args.ids, as_json=args.json)
     if command in ("run", "check-config"):
         config = load_config(args.config)
         setup_logging(args.log_level or config.logging.level,

@@ -47,7 +47,9 @@ CodeCountSource = Callable[[], Mapping[str, Mapping[str, int]]]
 
 _STATE_KEYS: Final = ("connection_state", "state")
 _COUNTER_KEYS: Final = frozenset(
-    {"reconnects", "reconnect_count", "connection_attempts", "connection_failures"}
+    {"reconnects", "reconnect_count", "connection_attempts", "connection_failures",
+     "superseded", "spool_evicted", "dead_letters", "dropped_overflow",
+     "dropped_retry_limit"}
 )
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_]+")
 _MQTT_HELP: Final[Mapping[str, str]] = {

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .queue import MessageQueue, QueuedMessage
-from .spool import AddResult, Spool, SpoolError
+from .spool import AddResult, DeadLetter, Spool, SpoolError
 
 __all__ = ["Backlog", "BacklogCounters"]
 
@@ -75,6 +75,7 @@ class Backlog:
         self._persist_wanted = False
         self._evict_logged = False
         self.spool_bytes = 0
+        self.dead_letters_held = 0  # rows in the dead-letter table
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -86,6 +87,7 @@ class Backlog:
             await self._spool.open()
             self._unloaded = await self._spool.count_after(0)
             self.spool_bytes = await self._spool.used_bytes()
+            self.dead_letters_held = await self._spool.dead_letter_count()
         except SpoolError as exc:
             await self._give_up_spool(exc)
             return
@@ -104,7 +106,7 @@ class Backlog:
             return len(self.queue)
         async with self._lock:
             try:
-                self.queue.recall_in_flight()  # no session: nothing is on the wire
+                self.superseded(self.queue.requeue(self.queue.recall_in_flight()))
                 await self._persist_volatile()
             except SpoolError as exc:
                 await self._give_up_spool(exc)
@@ -321,6 +323,7 @@ class Backlog:
             try:
                 self._unloaded = await self._spool.count_after(self._loaded_upto)
                 self.spool_bytes = await self._spool.used_bytes()
+                self.dead_letters_held = await self._spool.dead_letter_count()
                 if self._unloaded:
                     await self._load()
             except SpoolError as exc:
@@ -342,10 +345,38 @@ class Backlog:
                 try:
                     if burials:
                         await self._spool.bury(burials)
+                        self.dead_letters_held += len(burials)
                     if deletes:
                         await self._spool.delete(deletes)
                 except SpoolError as exc:
                     await self._give_up_spool(exc)
+
+    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead-letter table, oldest first; empty without a working spool."""
+        if not self._spool_ok or self._spool is None:
+            return []
+        await self._flush_writes()
+        try:
+            return await self._spool.dead_letters(limit)
+        except SpoolError as exc:
+            await self._give_up_spool(exc)
+            return []
+
+    async def replay_dead_letters(self, ids: list[int] | None = None) -> int:
+        """Queue dead letters (all, or these ids) for delivery again; how many."""
+        if not self._spool_ok or self._spool is None:
+            return 0
+        await self._flush_writes()
+        async with self._lock:
+            try:
+                count = await self._spool.replay_dead_letters(ids)
+                self.dead_letters_held = await self._spool.dead_letter_count()
+                self._unloaded = await self._spool.count_after(self._loaded_upto)
+                await self._load()
+            except SpoolError as exc:
+                await self._give_up_spool(exc)
+                return 0
+        return count
 
     async def wait_empty(self) -> None:
         """Return once nothing is held in memory or on disk (acknowledged rows deleted)."""

@@ -22,7 +22,7 @@ from .processor import Counters, DeadLetterHook, QueueProcessor
 from .queue import MessageQueue, QueuedMessage
 from .session import MessageCallback, Session, Subscriptions
 from .settings import BrokerSettings, ConnectionState, MQTTStats, build_ssl_context
-from .spool import Spool
+from .spool import DeadLetter, Spool
 from .supervisor import Supervisor, raise_if_cancelled, stop_tasks
 
 __all__ = ["ConnectedHook", "DeadLetterHook", "MQTTInterface", "MessageCallback"]
@@ -250,6 +250,14 @@ class MQTTInterface(Supervisor):
             except LinkError as exc:
                 session.lose(str(exc))
 
+    async def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Messages given up on (retry limit), oldest first; empty without a spool."""
+        return await self._backlog.dead_letters(limit)
+
+    async def replay_dead_letters(self, ids: list[int] | None = None) -> int:
+        """Queue dead letters (all, or these ids) for delivery again; returns how many."""
+        return await self._backlog.replay_dead_letters(ids)
+
     def pending_messages(self) -> list[QueuedMessage]:
         """Every message held in memory and not yet acknowledged, oldest first."""
         return self._queue.snapshot()
@@ -286,6 +294,7 @@ class MQTTInterface(Supervisor):
             spooled=self._backlog.on_disk_only,
             spool_evicted=b.spool_evicted,
             dead_letters=b.dead_letters,
+            dead_letters_held=self._backlog.dead_letters_held,
             last_connection_attempt=self._last_attempt,
             last_connected=self._last_connected,
             last_error=self._last_error,

@@ -130,10 +130,9 @@ class MessageQueue:
         self._update_empty()
 
     def recall_in_flight(self) -> list[QueuedMessage]:
-        """Remove and return every in-flight message, oldest first."""
+        """Remove and return every in-flight message, oldest first; requeue() follows."""
         recalled = sorted(self._in_flight.values(), key=lambda m: m.seq)
-        self._in_flight.clear()
-        self._update_empty()
+        self._in_flight.clear()  # not "empty" yet: the caller requeues what it keeps
         return recalled
 
     def requeue(self, messages: Iterable[QueuedMessage]) -> list[QueuedMessage]:
@@ -156,6 +155,7 @@ class MessageQueue:
         if returning:
             self._wake(len(returning))
             self._is_empty.clear()
+        self._update_empty()
         return superseded
 
     def snapshot(self) -> list[QueuedMessage]:

@@ -72,6 +72,7 @@ class MQTTStats:
     spooled: int = 0  # messages waiting on disk only (not yet loaded into memory)
     spool_evicted: int = 0  # oldest readings deleted at storage.max_spool_mb
     dead_letters: int = 0  # messages moved to the dead letters (this run)
+    dead_letters_held: int = 0  # rows in the spool's dead-letter table now
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict (the state as its string value)."""

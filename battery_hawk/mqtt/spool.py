@@ -372,6 +372,12 @@ class Spool:
     async def bury(self, letters: Sequence[tuple[QueuedMessage, str, int | None]]) -> None:
         await self._run(self.file.bury, letters)
 
+    async def dead_letters(self, limit: int | None) -> list[DeadLetter]:
+        return await self._run(self.file.dead_letters, limit)
+
+    async def replay_dead_letters(self, ids: Sequence[int] | None) -> int:
+        return await self._run(self.file.replay_dead_letters, ids)
+
     async def used_bytes(self) -> int:
         return await self._run(self.file.used_bytes)
 
