@@ -119,6 +119,7 @@ def _text(url: str) -> tuple[int, str]:
 
 def test_dlq_command_without_a_spool_says_so(tmp_path: Path, capsys: object) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(f"storage:\n  path: {tmp_path / 'state'}\n")
+    config.write_text(f"storage:\n  path: {tmp_path / 'state'}\n"
+                      "devices:\n  - {address: 'C8:47:80:00:00:06', type: bm6}\n")
     assert main(["dlq", "-c", str(config), "list"]) == 0
     assert main(["dlq", "-c", str(config), "purge"]) == 0
