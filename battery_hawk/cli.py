@@ -166,7 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=("list", "replay", "purge"))
     dlq.add_argument("--id", dest="ids", type=int, action="append", metavar="N",
                      help="only this dead letter (repeatable; default: all)")
-    dlq.add_argument("--json", action="store_true", help="list as JSON")
+    dlq.add_argument("--json", action="store_true",
+                     help="list as JSON (default: a table)")
     return parser
 
 
