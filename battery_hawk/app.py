@@ -43,6 +43,7 @@ from battery_hawk.pipeline import (
     ProcessedReading,
     PublishStage,
     ReadingsOutput,
+    StateDocument,
     StateOutput,
 )
 from battery_hawk.protocols import get_driver
@@ -137,9 +138,10 @@ class App:
         self.discovery = DiscoveryStage(self.topics, self._announced, self._publish_msg,
                                         self._expire_after,
                                         gateway_availability=self.site is None)
+        document = StateDocument()  # state and readings carry the same bytes
         self.publishing = PublishStage(self._publish_msg, [
-            StateOutput(self.topics),
-            ReadingsOutput(self.topics),
+            StateOutput(self.topics, document),
+            ReadingsOutput(self.topics, document),
             AlertEvents(self.topics),
             AlertState(self.topics),
         ])

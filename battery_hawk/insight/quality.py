@@ -12,10 +12,15 @@ Four figures, each graded, and the link is as good as its worst figure:
 RSSI bands follow the usual BLE rule of thumb (-70 dBm and better is a solid link, below
 -90 dBm packets get lost). A figure without data (no RSSI for a polled device, fewer than
 3 attempts) does not count.
+
+Missed readings are counted from the gaps between readings: a gap longer than the interval
+plus a slack of half an interval and 2 s (a passive device can only emit on its next
+advertisement, a polled one waits for the radio) misses one reading per further interval.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -96,7 +101,9 @@ class LinkWindow:
     """Attempts of one device within ``window_s`` seconds; times are Unix seconds.
 
     ``interval`` is the device's reading interval: readings due in the window but not
-    received count as missed. Memory is bounded by ``max_events``.
+    received count as missed. Figures are kept as running counts and a sorted latency
+    list, so adding an attempt and reporting cost little whatever the window holds.
+    Memory is bounded by ``max_events``.
     """
 
     def __init__(self, interval: float, window_s: float = 3600.0, *,
@@ -104,48 +111,86 @@ class LinkWindow:
         if interval <= 0 or window_s <= 0:
             raise ValueError("interval and window_s must be positive")
         self._interval = interval
+        self._slack = interval / 2 + 2.0
         self._window = window_s
-        # (time, ok, latency or None, rssi or None)
-        self._events: deque[tuple[float, bool, float | None, float | None]] = deque(
-            maxlen=max_events)
+        self._max = max_events
+        # (time, ok, latency or None, readings missed in the gap before it)
+        self._events: deque[tuple[float, bool, float | None, int]] = deque()
+        self._latencies: list[float] = []  # sorted, of the successes in the window
+        self._rssi: deque[float] = deque(maxlen=5)
+        self._attempts = 0
+        self._oks = 0
+        self._missed = 0
         self._first: float | None = None
+        self._last_ok: float | None = None
 
     def start(self, at: float) -> None:
         """When the device started to be watched (readings are due from then on)."""
         if self._first is None:
             self._first = at
 
+    def _gap_missed(self, before: float, after: float) -> int:
+        gap = after - before - self._slack
+        return int(gap // self._interval) if gap >= self._interval else 0
+
     def success(self, at: float, latency: float | None = None, rssi: float | None = None) -> None:
         self.start(at)
-        self._events.append((at, True, latency, rssi))
+        previous = self._last_ok if self._last_ok is not None else self._first
+        missed = self._gap_missed(previous, at) if previous is not None else 0
+        self._last_ok = at
+        self._append((at, True, latency, missed))
+        if rssi is not None:
+            self._rssi.append(float(rssi))
 
     def failure(self, at: float) -> None:
         self.start(at)
-        self._events.append((at, False, None, None))
+        self._append((at, False, None, 0))
+
+    def _append(self, event: tuple[float, bool, float | None, int]) -> None:
+        at, ok, latency, missed = event
+        self._events.append(event)
+        self._attempts += 1
+        self._missed += missed
+        if ok:
+            self._oks += 1
+            if latency is not None:
+                bisect.insort(self._latencies, latency)
+        while len(self._events) > self._max:
+            self._drop()
+        self._trim(at)
+
+    def _drop(self) -> None:
+        _, ok, latency, missed = self._events.popleft()
+        self._attempts -= 1
+        self._missed -= missed
+        if ok:
+            self._oks -= 1
+            if latency is not None:
+                index = bisect.bisect_left(self._latencies, latency)
+                del self._latencies[index]
+
+    def _trim(self, now: float) -> None:
+        since = now - self._window
+        while self._events and self._events[0][0] < since:
+            self._drop()
 
     def report(self, now: float) -> LinkReport:
         """The figures and grade for the window ending at ``now``."""
-        since = now - self._window
-        while self._events and self._events[0][0] < since:
-            self._events.popleft()
-        events = self._events
-        attempts = len(events)
-        oks = [e for e in events if e[1]]
-        latencies = sorted(e[2] for e in oks if e[2] is not None)
-        rssis = [e[3] for e in oks[-5:] if e[3] is not None]
-        rate = len(oks) / attempts if attempts >= MIN_ATTEMPTS else None
+        self._trim(now)
+        attempts, oks, latencies = self._attempts, self._oks, self._latencies
+        rate = oks / attempts if attempts >= MIN_ATTEMPTS else None
         p50 = _percentile(latencies, 0.5) if latencies else None
         p95 = _percentile(latencies, 0.95) if latencies else None
-        rssi = sum(rssis) / len(rssis) if rssis else None
+        rssi = sum(self._rssi) / len(self._rssi) if self._rssi else None
         missed, missed_ratio = 0, None
         if self._first is not None:
-            span = now - max(since, self._first)
-            due = int(span // self._interval)
+            last = self._last_ok if self._last_ok is not None else self._first
+            missed = self._missed + self._gap_missed(max(last, now - self._window), now)
+            due = oks + missed
             if due >= MIN_ATTEMPTS:
-                missed = max(0, due - len(oks))
                 missed_ratio = missed / due
         return LinkReport(
-            attempts=attempts, successes=len(oks), success_rate=rate,
+            attempts=attempts, successes=oks, success_rate=rate,
             latency_p50=p50, latency_p95=p95, rssi=rssi, missed=missed,
             missed_ratio=missed_ratio,
             quality=grade(rssi, rate, p50, missed_ratio),

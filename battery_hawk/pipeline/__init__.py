@@ -15,6 +15,7 @@ from battery_hawk.pipeline.publish import (
     Outgoing,
     Output,
     PublishStage,
+    StateDocument,
     StateOutput,
 )
 from battery_hawk.pipeline.readings import ReadingsOutput
@@ -34,5 +35,6 @@ __all__ = [
     "PublishStage",
     "ReadingsOutput",
     "Stage",
+    "StateDocument",
     "StateOutput",
 ]

@@ -39,6 +39,7 @@ class DiscoveryStage:
         self._announced = announced
         self._publish = publish
         self._expire_after = expire_after
+        self._last: dict[str, tuple[object, ...]] = {}  # what each device last brought
 
     async def handle(self, item: ProcessedReading) -> ProcessedReading:
         device = item.reading.device
@@ -49,13 +50,21 @@ class DiscoveryStage:
         if item.insight is not None:
             derived = set(item.insight.entity_fields())
             fields = (*fields, *(f for f in DISCOVERABLE_FIELDS if f in derived))
-        if self._announced.update(did, fields, kinds, self.fingerprint(device)):
+        fingerprint = self.fingerprint(device)
+        seen = (fields, kinds, fingerprint)
+        if self._last.get(did) == seen:
+            return item  # nothing new since the last reading: the common case
+        self._last[did] = seen
+        if self._announced.update(did, fields, kinds, fingerprint):
             await self.announce(device)
             node = self._topics.device_identifier(did)
             for kind in set(before) - set(kinds):  # an alert switched off loses its entity
                 await self._publish(self._topics.discovery("binary_sensor", node,
                                                            f"alert_{kind}"), b"", True)
         return item
+
+    def forget(self, device_id: str) -> None:
+        self._last.pop(device_id, None)
 
     def fingerprint(self, device: DeviceInfo) -> str:
         """What else discovery documents carry: a change re-announces the device."""

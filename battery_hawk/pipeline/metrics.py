@@ -15,6 +15,10 @@ class MetricsStage:
     def __init__(self, metrics: Metrics, stats: GatewayStats) -> None:
         self._metrics = metrics
         self._stats = stats
+        self._alert_kinds: dict[str, int] = {}  # kinds last exported per device
+
+    def forget(self, device_id: str) -> None:
+        self._alert_kinds.pop(device_id, None)
 
     async def handle(self, item: ProcessedReading) -> ProcessedReading:
         self._stats.readings += 1
@@ -24,7 +28,9 @@ class MetricsStage:
             self._metrics.observe_link(
                 item.device_id, link.success_rate,
                 None if link.quality is None else float(link.quality))
-        if item.alerts:
+        if item.alerts and (item.alert_changes or self._alert_kinds.get(item.device_id)
+                            != len(item.alerts)):
+            self._alert_kinds[item.device_id] = len(item.alerts)
             self._metrics.set_alerts(item.device_id,
                                      {str(k): s.active for k, s in item.alerts.items()})
         return item

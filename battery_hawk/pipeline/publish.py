@@ -27,6 +27,7 @@ __all__ = [
     "Outgoing",
     "Output",
     "PublishStage",
+    "StateDocument",
     "StateOutput",
 ]
 
@@ -51,16 +52,36 @@ class AlertOutput(Protocol):
                        changes: Sequence[AlertChange], at: datetime) -> Iterable[Outgoing]: ...
 
 
+class StateDocument:
+    """The state document of a reading (measured and insight fields), made once per item.
+
+    The state and readings outputs publish the same bytes; the last item's document is
+    kept, so the second output of the same item does not build it again.
+    """
+
+    __slots__ = ("_item", "_payload")
+
+    def __init__(self) -> None:
+        self._item: ProcessedReading | None = None
+        self._payload = b""
+
+    def __call__(self, item: ProcessedReading) -> bytes:
+        if item is not self._item:
+            extra = None if item.insight is None else item.insight.payload_fields()
+            self._payload = state_payload(item.reading, extra)
+            self._item = item
+        return self._payload
+
+
 class StateOutput:
     """The retained state document on ``P/device/D/state``."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, document: StateDocument | None = None) -> None:
         self._topics = topics
+        self.document = document or StateDocument()
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
-        extra = None if item.insight is None else item.insight.payload_fields()
-        yield Outgoing(self._topics.device_state(item.device_id),
-                       state_payload(item.reading, extra), True)
+        yield Outgoing(self._topics.device_state(item.device_id), self.document(item), True)
 
 
 class AlertEvents:

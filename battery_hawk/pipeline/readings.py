@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from battery_hawk.pipeline.base import ProcessedReading
-from battery_hawk.pipeline.publish import Outgoing
-from battery_hawk.publisher import Topics, state_payload
+from battery_hawk.pipeline.publish import Outgoing, StateDocument
+from battery_hawk.publisher import Topics
 
 __all__ = ["ReadingsOutput"]
 
@@ -20,10 +20,10 @@ __all__ = ["ReadingsOutput"]
 class ReadingsOutput:
     """The state document (insight fields too), not retained, on the readings topic."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, document: StateDocument | None = None) -> None:
         self._topics = topics
+        self._document = document or StateDocument()
 
     def __call__(self, item: ProcessedReading) -> Iterable[Outgoing]:
-        extra = None if item.insight is None else item.insight.payload_fields()
-        yield Outgoing(self._topics.device_readings(item.device_id),
-                       state_payload(item.reading, extra), False)
+        yield Outgoing(self._topics.device_readings(item.device_id), self._document(item),
+                       False)

@@ -4,11 +4,11 @@ Every notification and every written command is its own CBC message with a zero 
 a single 16-byte block is plain ECB. The ECB contexts are created once per key and
 reused: building a Cipher per frame costs more than decrypting it. The contexts keep no
 state between whole blocks, but they are not thread-safe: one instance per thread.
+`cryptography` (about 7 MiB of resident memory) is imported when the first context is
+made, so a daemon without Leagend devices never loads it.
 """
 
 from __future__ import annotations
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from battery_hawk.errors import DecodeError
 
@@ -23,6 +23,8 @@ class ZeroIvCbc:
     __slots__ = ("_dec", "_enc")
 
     def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         cipher = Cipher(algorithms.AES(key), modes.ECB())
         self._enc = cipher.encryptor()
         self._dec = cipher.decryptor()

@@ -147,4 +147,17 @@ def test_missed_readings_count_against_the_link() -> None:
     for minute in range(0, 60, 3):  # one reading in three arrives, none fail visibly
         link.success(t0 + minute * 60 + 59)
     report = link.report(t0 + 3600)
-    assert report.missed == 40 and report.quality is Quality.CRITICAL
+    # 19 gaps of 180 s miss two readings each; the 121 s since the last one miss one more
+    assert report.missed == 39 and report.quality is Quality.CRITICAL
+
+
+def test_a_passive_device_that_can_only_emit_on_its_next_advert_misses_nothing() -> None:
+    t0 = T0.timestamp()
+    link = LinkWindow(interval=1.0, window_s=600)
+    link.start(t0)
+    at = t0
+    for i in range(300):  # adverts every second: readings come 1 or 2 s apart
+        at += 1.0 if i % 2 else 1.9
+        link.success(at, rssi=-60)
+    report = link.report(at + 0.5)
+    assert report.missed == 0 and report.quality is Quality.EXCELLENT
