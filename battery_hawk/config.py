@@ -308,7 +308,12 @@ def parse_config(
         config: Config = loader.build(Config, data, "")
     except _Invalid:
         raise ConfigError.collect(problems, file) from None
-    report = problems.append
+
+    def report(problem: ConfigError) -> None:
+        """Record a problem, unless its key already has one (e.g. a bad key is not missing)."""
+        if all(problem.key != known.key for known in problems):
+            problems.append(problem)
+
     mqtt = config.mqtt
     if isinstance(data, dict) and mqtt.tls.enabled and "port" not in (data.get("mqtt") or {}):
         mqtt = dataclasses.replace(mqtt, port=MQTT_TLS_PORT)  # MQTT over TLS's own port
@@ -318,11 +323,12 @@ def parse_config(
         report(exc)
     else:
         _check_tls(mqtt.tls, file, report)
-    if not config.devices:
+    listed = data.get("devices") if isinstance(data, dict) else None
+    if not config.devices and not listed:
         report(ConfigError("no devices configured: the daemon would do nothing. Add one entry "
                            "per monitor (`battery-hawk scan` finds them; "
                            "config/battery-hawk.yaml shows the keys)", file=file, key="devices"))
-    _check_devices(config.devices, file, report)
+    _check_devices(config.devices, file, report, loader.kept.get("devices"))
     if problems:
         raise ConfigError.collect(problems, file)
     return dataclasses.replace(config, mqtt=mqtt)
@@ -432,12 +438,16 @@ def _check_tls(tls: TLSConfig, file: str | None, report: Callable[[ConfigError],
 
 
 def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
-                   report: Callable[[ConfigError], None]) -> None:
+                   report: Callable[[ConfigError], None],
+                   indices: list[int] | None = None) -> None:
+    """The checks that span a device's keys, or several devices; ``indices`` are the
+    devices' places in the file (devices that could not be built are not in the tuple)."""
     from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP  # registry of families
 
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
-    for index, device in enumerate(devices):
+    places = indices if indices is not None else list(range(len(devices)))
+    for index, device in zip(places, devices, strict=True):
         key = f"devices[{index}]"
 
         def fail(message: str, where: str = "", key: str = key) -> None:
@@ -491,6 +501,7 @@ class _Loader:
     def __init__(self, file: str | None, problems: list[ConfigError]) -> None:
         self.file = file
         self.problems = problems
+        self.kept: dict[str, list[int]] = {}  # list path -> the indices of items built
 
     def fail(self, path: str, message: str) -> typing.NoReturn:
         self.problems.append(ConfigError(message, file=self.file, key=path or None))
@@ -502,7 +513,6 @@ class _Loader:
         hints = typing.get_type_hints(cls)
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
-        failed = False
         for raw_key, raw_value in data.items():
             key = str(raw_key)
             here = f"{path}.{key}" if path else key
@@ -519,15 +529,17 @@ class _Loader:
                                                                 self.problems[-1])
                     raise
             except _Invalid:
-                failed = True
+                pass  # recorded; the field keeps its default so later checks still run
+        complete = True
         for name, spec in known.items():
             no_default = (spec.default is dataclasses.MISSING
                           and spec.default_factory is dataclasses.MISSING)
-            if name not in values and no_default and name not in data:
-                failed = True
-                with contextlib.suppress(_Invalid):
-                    self.fail(f"{path}.{name}" if path else name, "missing required key")
-        if failed:
+            if name not in values and no_default:
+                complete = False
+                if name not in data:
+                    with contextlib.suppress(_Invalid):
+                        self.fail(f"{path}.{name}" if path else name, "missing required key")
+        if not complete:
             raise _Invalid
         return cls(**values)
 
@@ -559,14 +571,12 @@ class _Loader:
             if not isinstance(raw, list):
                 self.fail(path, f"expected a list, got {_kind(raw)}")
             item = typing.get_args(hint)[0]
-            items, failed = [], False
+            items, kept = [], []
             for i, v in enumerate(raw):  # every item is checked, not only up to a bad one
-                try:
+                with contextlib.suppress(_Invalid):  # an item that cannot be built is left out
                     items.append(self.value(item, v, f"{path}[{i}]", {}))
-                except _Invalid:
-                    failed = True
-            if failed:
-                raise _Invalid
+                    kept.append(i)
+            self.kept[path] = kept
             return tuple(items)
         return self.scalar(hint, raw, path, meta)
 

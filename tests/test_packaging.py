@@ -78,4 +78,5 @@ def test_installed_check_config_accepts_the_example(fresh_venv: Path, tmp_path: 
 def test_demo_without_the_extra_says_how_to_get_it(fresh_venv: Path) -> None:
     result = _run(fresh_venv / "bin" / "battery-hawk", "demo", "--duration", "1", timeout=60)
     assert result.returncode == 1
-    assert "battery-hawk[demo]" in result.stderr and "Traceback" not in result.stderr
+    assert "pipx inject battery-hawk 'amqtt" in result.stderr and "--broker" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -35,10 +35,10 @@ __all__ = [
 ]
 
 DEMO_EXTRA_HINT = (
-    "the demo's embedded MQTT broker needs the 'demo' extra (amqtt), which the daemon "
-    "does not: install it with  pipx install --force 'battery-hawk[demo]'  (or, in a "
-    "virtual environment,  pip install 'battery-hawk[demo]'; scripts/demo does it for a "
-    "checkout), or run the demo against a broker you have:  battery-hawk demo --broker HOST"
+    "the demo's embedded MQTT broker needs amqtt (the 'demo' extra), which the daemon does "
+    "not. Add it: pipx inject battery-hawk 'amqtt>=0.11,<0.13' (installed with pipx), or "
+    "pip install 'amqtt>=0.11,<0.13' in battery-hawk's virtual environment (scripts/demo "
+    "does it in a checkout). Or use a broker you have: battery-hawk demo --broker HOST"
 )
 
 

@@ -146,3 +146,21 @@ def test_check_config_prints_each_devices_resolved_id(
     assert "Car (AA:BB:CC:DD:EE:01, bm6): id aabbccddee01 -> " \
            "battery_hawk/device/aabbccddee01/state" in out
     assert "BM2 EE:02 (AA:BB:CC:DD:EE:02, bm2): id starter -> " in out
+
+
+def test_faults_of_every_kind_come_in_one_report(tmp_path: Path) -> None:
+    # a bad value, an unknown key, a device that cannot be built, and faults that span keys
+    path = write(tmp_path, "gateway_id: garage pi\n"
+                 f"mqtt: {{tls: {{enabled: true, ca_cert: '{tmp_path / 'none.pem'}'}}}}\n"
+                 "devices:\n"
+                 "  - {address: 10:20:30:40:50:59, type: bm6, name: Van}\n"
+                 "  - {address: 'AA:BB:CC:DD:EE:02', type: victron, name: Car}\n"
+                 "  - {address: 'AA:BB:CC:DD:EE:03', type: bm6, poll_intervall: 30}\n"
+                 "  - {address: 'AA:BB:CC:DD:EE:04', type: bm2, name: car}\n"
+                 "  - {address: 'AA:BB:CC:DD:EE:05', type: victron, key: '0123'}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    keys = sorted(p.key or "" for p in info.value.problems)
+    assert keys == sorted(["gateway_id", "devices[0].address", "devices[2].poll_intervall",
+                           "mqtt.tls.ca_cert", "devices[1].key", "devices[3].name",
+                           "devices[4].key"])
