@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 
 from tests.support.brokers import Subscriber, free_port
 
 
-async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -> None:
+async def test_demo_readings_reach_a_subscriber_and_ctrl_c_ends_it_quietly() -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "battery_hawk", "demo", "--duration", "10", "--port", str(port),
+        sys.executable, "-m", "battery_hawk", "demo", "--duration", "90", "--port", str(port),
         "--no-live", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -21,7 +22,8 @@ async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -
     try:
         await sub.start(timeout=20)  # retries until the demo's broker is up
         await sub.wait_for(
-            lambda m: len({t for t, _ in m}) == 6 and len(m) >= 18, timeout=20)
+            lambda m: len({t for t, _ in m}) == 6 and len(m) >= 18, timeout=60)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the demo stops in order
         async with asyncio.timeout(30):
             out, err = await proc.communicate()
     finally:
@@ -36,7 +38,7 @@ async def test_demo_runs_for_ten_seconds_and_its_readings_reach_a_subscriber() -
     assert {"BM6", "BM7", "BM2", "SmartShunt 500A/50mV", "Battery Service"} < models
     solar = [json.loads(p) for _, p in sub.messages if json.loads(p)["solar_power"] is not None]
     assert solar and solar[0]["name"].startswith("SmartSolar")
-    assert "Traceback" not in err.decode()
+    assert "Traceback" not in err.decode() and "WARNING" not in err.decode()
 
 
 async def test_demo_picks_another_port_when_its_port_is_taken() -> None:
