@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -68,3 +69,29 @@ def test_demo_options_that_do_not_go_together_are_usage_errors(
 ) -> None:
     assert main(["demo", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+async def test_listen_opens_the_embedded_broker_to_other_hosts() -> None:
+    import psutil
+
+    from tests.support.brokers import free_port, port_accepts, wait_until
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "battery_hawk", "demo", "--listen", "--port", str(port),
+        "--duration", "60", "--no-live", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        await wait_until(lambda: port_accepts(port), timeout=30)
+        listening = {c.laddr.ip for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert listening == {"0.0.0.0"}
+    assert proc.returncode == 0, err.decode()
+    assert "all interfaces" in out.decode()
