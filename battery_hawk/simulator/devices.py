@@ -81,17 +81,26 @@ class SimDevice:
         """Called after a notify callback is registered."""
 
 
+def _leagend_advertisement(device: SimDevice, now: float, *, mac_reversed: bool) -> Advertisement:
+    """A BM2/BM6 advert; with the encrypted reading block if the device advertises one."""
+    data: dict[int, bytes] = {}
+    if getattr(device, "advertises_reading", False) and device.key is not None:
+        data = frames.leagend_advert(device.reading(now), device.address, device.key,
+                                     mac_reversed=mac_reversed)
+    return Advertisement(device.address, name=device.name, rssi=device.rssi,
+                         manufacturer_data=data, service_uuids=(LEAGEND_SERVICE,))
+
+
 @dataclass(eq=False)
 class SimLeagendPoll(SimDevice):
     """BM6 / BM7: answers the encrypted d1 55 07 request with the encrypted reply."""
 
     family: ClassVar[str] = "bm6"
     echo: bool = False  # notify the d1 55 07 ff echo before the reply, as some units do
+    advertises_reading: bool = False  # put the encrypted voltage/SoC block in adverts
 
     def advertisement(self, now: float) -> Advertisement:
-        return Advertisement(
-            self.address, name=self.name, rssi=self.rssi, service_uuids=(LEAGEND_SERVICE,)
-        )
+        return _leagend_advertisement(self, now, mac_reversed=False)
 
     def on_write(self, link: SimLink, char_uuid: str, data: bytes) -> None:
         if char_uuid != WRITE_UUID:
@@ -120,12 +129,11 @@ class SimBM2(SimDevice):
     family: ClassVar[str] = "bm2"
     interval: float = 1.0
     history: list[tuple[float, float, int]] = field(default_factory=list)
+    advertises_reading: bool = False  # put the encrypted voltage/SoC block in adverts
     _counter: int = field(default=0, init=False, repr=False)
 
     def advertisement(self, now: float) -> Advertisement:
-        return Advertisement(
-            self.address, name=self.name, rssi=self.rssi, service_uuids=(LEAGEND_SERVICE,)
-        )
+        return _leagend_advertisement(self, now, mac_reversed=True)
 
     def next_frame(self, now: float) -> bytes:
         assert self.key is not None
@@ -296,6 +304,7 @@ class SimTransport:
         self._clock = clock
         self.advert_interval = advert_interval
         self._links: dict[str, set[SimLink]] = {}
+        self.connections = 0  # links opened so far, to every device
 
     @classmethod
     def with_fleet(
@@ -322,6 +331,7 @@ class SimTransport:
         device = self._device(address)
         await asyncio.sleep(0)
         link = SimLink(device, self._clock)
+        self.connections += 1
         links = self._links.setdefault(device.address.upper(), set())
         links.add(link)
         try:

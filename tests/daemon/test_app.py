@@ -9,8 +9,9 @@ from functools import partial
 from pathlib import Path
 
 from battery_hawk.app import App
+from battery_hawk.config import Config, DeviceConfig, HttpConfig, MqttConfig, StorageConfig
 from battery_hawk.demo import demo_config
-from battery_hawk.simulator.devices import SimTransport
+from battery_hawk.simulator.devices import SimLeagendPoll, SimTransport
 from tests.support.brokers import Mosquitto, Subscriber, publish_once, wait_until
 
 Subscribe = Callable[..., Awaitable[Subscriber]]
@@ -138,3 +139,27 @@ async def test_an_alert_raised_before_a_restart_is_not_raised_again(
             assert app.mqtt is not None and await app.mqtt.flush(10)
     events = [json.loads(p) for _, p in sub.messages]
     assert [(e["kind"], e["active"]) for e in events] == [("low_voltage", True)]
+
+
+async def test_a_passive_bm6_is_read_from_its_adverts_without_a_connection(tmp_path: Path) -> None:
+    transport = SimTransport.with_fleet(1, advert_interval=0.05)
+    device = next(iter(transport.devices.values()))
+    assert isinstance(device, SimLeagendPoll) and device.family == "bm6"
+    device.advertises_reading = True
+    config = Config(
+        gateway_id="passive",
+        mqtt=MqttConfig(enabled=False),
+        http=HttpConfig(enabled=False),
+        storage=StorageConfig(path=str(tmp_path)),
+        devices=(DeviceConfig(address=device.address, type="bm6", mode="passive",
+                              poll_interval=1.0),),
+    )
+    app = App(config, transport=transport)
+    async with app:
+        coordinator = next(iter(app.coordinators.values()))
+        await wait_until(lambda: coordinator.status.readings >= 2, timeout=10)
+        last = coordinator.status.last_reading
+    assert transport.connections == 0
+    assert last is not None and last.reading.voltage is not None and last.reading.soc is not None
+    assert last.reading.temperature is None  # adverts do not carry it
+    assert last.rssi == device.rssi
