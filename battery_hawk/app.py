@@ -287,7 +287,7 @@ class App:
         )
         if self._gap_after(device.device_id, coordinator) is not None:
             coordinator.after_reading = self._fill_gaps
-            coordinator.wants_visit = lambda c: bool(self.gaps.pending(c.info.device_id))
+            coordinator.wants_visit = lambda c: self.gap_filler.due(c.info.device_id)
         self.coordinators[device.device_id] = coordinator
         self.insight.start(device.device_id, time.time())
         if coordinator.listens:

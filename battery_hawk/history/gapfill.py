@@ -17,7 +17,9 @@ How it works:
   that time), and ``filled_until`` remembers the newest record published from history,
   so no period is published twice. A download that fails, is cut by a dropped link or
   by shutdown publishes nothing and leaves the gaps pending: the next visit tries
-  again (after a restart too: pending gaps are kept in ``history.json``).
+  again (after a restart too: pending gaps are kept in ``history.json``); after a
+  second failure in a row the tries wait 30 s, then twice as long each time, up to 30
+  min.
 - A gap older than the device's memory is filled as far as the memory reaches, then
   closed: what the device no longer has cannot be fetched.
 
@@ -63,6 +65,8 @@ _log = logging.getLogger(__name__)
 MARGIN = HISTORY_INTERVAL / 2  # a record this close to a live reading is covered by it
 MAX_GAPS = 16  # pending gaps kept per device; older ones are dropped first
 MEMORY = MAX_PAGES * PAGE_RECORDS * HISTORY_INTERVAL  # the furthest back a download reaches
+RETRY_FIRST = timedelta(seconds=30)  # after a second failed download in a row
+RETRY_MAX = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,18 @@ class GapLedger:
         device = self._devices.get(device_id)
         return device.gaps if device else ()
 
+    def expire(self, device_id: str, before: datetime) -> int:
+        """Drop the gaps that ended before ``before`` (beyond the device's memory); how many."""
+        device = self._devices.get(device_id)
+        if device is None:
+            return 0
+        keep = tuple(g for g in device.gaps if g.end >= before)
+        dropped = len(device.gaps) - len(keep)
+        if dropped:
+            device.gaps = keep
+            self.flush()
+        return dropped
+
     def select(self, device_id: str, records: Iterable[HistoryRecord]) -> list[HistoryRecord]:
         """The records inside pending gaps and newer than what was filled, oldest first."""
         device = self._devices.get(device_id)
@@ -238,6 +254,15 @@ class GapFiller:
         self._on_published = on_published
         self._wall = wall
         self._failing: set[str] = set()
+        self._failures: dict[str, int] = {}  # device_id -> downloads failed in a row
+        self._not_before: dict[str, datetime] = {}  # device_id -> next try after a failure
+
+    def due(self, device_id: str) -> bool:
+        """Whether the device has gaps to fill and is not waiting after failed downloads."""
+        if not self.ledger.pending(device_id):
+            return False
+        not_before = self._not_before.get(device_id)
+        return not_before is None or self._wall() >= not_before
 
     async def visit(
         self, transport: Transport, address: str, driver: Driver, info: DeviceInfo
@@ -246,8 +271,12 @@ class GapFiller:
 
         Failures are logged (once per run of failures) and leave the gaps pending.
         """
+        if self.ledger.expire(info.device_id, self._wall() - MEMORY):
+            _log.info("%s (%s): a gap older than the device's memory was given up",
+                      info.name, info.address)
         gaps = self.ledger.pending(info.device_id)
-        if not gaps or driver.family not in HISTORY_FAMILIES or self._stop.is_set():
+        if (not gaps or driver.family not in HISTORY_FAMILIES or self._stop.is_set()
+                or not self.due(info.device_id)):
             return 0
         oldest = min(g.start for g in gaps)
         pages = pages_for(min(self._wall() - oldest, MEMORY))
@@ -281,6 +310,8 @@ class GapFiller:
         for record in chosen:
             await self._publish(topic, history_payload(info, record))
         self.ledger.settle(info.device_id, chosen)
+        self._failures.pop(info.device_id, None)
+        self._not_before.pop(info.device_id, None)
         if info.device_id in self._failing:
             self._failing.discard(info.device_id)
             _log.info("%s (%s): history downloads again", info.name, info.address)
@@ -294,6 +325,14 @@ class GapFiller:
         return len(chosen)
 
     def _fail(self, info: DeviceInfo, exc: BaseException, *, unexpected: bool = False) -> None:
+        # the next visit retries at once (a dropped link is common); after that the
+        # waits double from RETRY_FIRST up to RETRY_MAX, so a device whose history
+        # always fails costs no extra connection at every visit
+        failures = self._failures.get(info.device_id, 0) + 1
+        self._failures[info.device_id] = failures
+        if failures > 1:
+            wait = min(RETRY_FIRST * 2 ** (failures - 2), RETRY_MAX)
+            self._not_before[info.device_id] = self._wall() + wait
         if info.device_id in self._failing:
             _log.debug("%s: history download failed again: %s", info.name, exc)
             return
