@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import logging
 import os
 import sys
@@ -18,6 +16,7 @@ from typing import Any
 import yaml
 
 from battery_hawk import __version__
+from battery_hawk.ble_cli import mac_address
 from battery_hawk.config import PASSWORD_ENV, Config, check_storage, load_config
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.logs import setup_logging
@@ -122,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Connect to one device (or wait for its advertisement), print one "
         "reading as JSON and exit. No broker or config needed. Stop the daemon first.")
     read.set_defaults(usage_error=read.error)
-    read.add_argument("address", help="the device's MAC address, e.g. AA:BB:CC:DD:EE:01")
+    read.add_argument("address", type=mac_address,
+                      help="the device's MAC address, e.g. AA:BB:CC:DD:EE:01")
     read.add_argument("--type", required=True, dest="type_", metavar="T",
                       help="device type (required): bm2, bm6, bm7, victron or bas")
     read.add_argument("--key", default=None, metavar="HEX",
@@ -290,10 +290,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             listen=args.listen,
         )))
     if command == "scan":
-        return asyncio.run(_scan(args.adapter, args.timeout))
+        from battery_hawk.ble_cli import scan_main
+
+        return asyncio.run(scan_main(args))
     if command == "history":
         return asyncio.run(_history(args))
-    return asyncio.run(_read(args))
+    from battery_hawk.ble_cli import read_main
+
+    return asyncio.run(read_main(args))
 
 
 async def _history(args: argparse.Namespace) -> int:
@@ -332,46 +336,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
-
-
-async def _scan(adapter: str, timeout: float) -> int:
-    from battery_hawk.ble.commands import scan_command
-
-    found = await scan_command(adapter, timeout)
-    if not found:
-        print("no devices seen")
-        return EXIT_OK
-    print(f"{'ADDRESS':<18} {'RSSI':>5}  {'FAMILY':<8} {'NAME':<20} RECOGNISED BY")
-    for adv, family, reason in found:
-        rssi = "" if adv.rssi is None else str(adv.rssi)
-        print(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} {adv.name or '':<20} "
-              f"{reason or ''}")
-    return EXIT_OK
-
-
-async def _read(args: argparse.Namespace) -> int:
-    from battery_hawk.ble.commands import read_command
-    from battery_hawk.protocols import DRIVERS
-
-    type_name = args.type_.lower()
-    if type_name not in DRIVERS:
-        raise ConfigError(f"unknown device type {type_name!r}; known types: "
-                          f"{', '.join(sorted(DRIVERS))}", key="--type")
-    key: bytes | None = None
-    if args.key is not None:
-        from battery_hawk.protocols import VICTRON_KEY_HELP, parse_key
-
-        try:
-            key = parse_key(args.key)
-        except ValueError as exc:
-            where = f"; {VICTRON_KEY_HELP}" if type_name == "victron" else ""
-            raise ConfigError(f"{exc}{where}", key="--key") from None
-    try:
-        DRIVERS[type_name](key)  # a missing or malformed key is bad usage, not a failure
-    except ValueError as exc:
-        raise ConfigError(str(exc), key="--key") from None
-    reading = await read_command(args.adapter, args.address.upper(), type_name, key,
-                                 args.timeout)
-    print(json.dumps({"address": args.address.upper(), "type": type_name,
-                      **dataclasses.asdict(reading)}, indent=2))
-    return EXIT_OK

@@ -1,0 +1,163 @@
+"""The bodies of `battery-hawk scan` and `battery-hawk read` (cli.py keeps the parser).
+
+Nothing here imports bleak at import time: cli.py uses mac_address() while parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from battery_hawk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from battery_hawk.ble.commands import ScanResult
+
+__all__ = ["devices_snippet", "mac_address", "read_main", "scan_main", "scan_table"]
+
+EXIT_OK = 0
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
+
+
+def mac_address(text: str) -> str:
+    """argparse type: a Bluetooth MAC (AA:BB:CC:DD:EE:FF, '-' also taken), upper case."""
+    value = text.strip()
+    if not _MAC.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Bluetooth MAC address: six hex pairs like C8:47:80:12:34:56 "
+            "(`battery-hawk scan` lists the ones nearby)"
+        )
+    return value.replace("-", ":").upper()
+
+
+# --- scan ------------------------------------------------------------------------------
+
+
+class _Progress:
+    """'listening on hci0: 4 s left, 7 devices, 2 recognised' on stderr while scanning."""
+
+    def __init__(self, adapter: str, timeout: float, out: TextIO) -> None:
+        self.adapter, self.timeout, self.out = adapter, timeout, out
+        self.tty = out.isatty()
+        self.started = time.monotonic()
+        self.shown = False
+
+    def __call__(self, seen: int, recognised: int) -> None:
+        left = max(0.0, self.timeout - (time.monotonic() - self.started))
+        line = (f"listening on {self.adapter}: {left:.0f} s left, {seen} device(s) heard, "
+                f"{recognised} recognised")
+        self.out.write(f"\r{line}\033[K" if self.tty else f"{line}\n")
+        self.out.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.tty and self.shown:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def scan_table(found: Sequence[ScanResult]) -> list[str]:
+    """The scan result as table lines: recognised devices first, strongest signal first."""
+    lines = [f"{'ADDRESS':<18} {'RSSI':>5}  {'TYPE':<8} {'NAME':<22} RECOGNISED BY"]
+    for adv, family, reason in found:
+        rssi = "" if adv.rssi is None else str(adv.rssi)
+        lines.append(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} "
+                     f"{(adv.name or '')[:22]:<22} {reason or ''}".rstrip())
+    return lines
+
+
+def devices_snippet(found: Sequence[ScanResult]) -> list[str]:
+    """A `devices:` YAML block for the recognised devices, ready to paste into the config.
+
+    A Victron needs its key: the line says where to find it, and check-config rejects
+    the placeholder until it is replaced.
+    """
+    from battery_hawk.protocols import VICTRON_KEY_HELP
+
+    lines = ["devices:"]
+    for adv, family, _reason in found:
+        if family is None:
+            continue
+        name = adv.name or f"{family.upper()} {adv.address[-5:].replace(':', '')}"
+        lines += [f"  - address: {adv.address}",
+                  f"    type: {family}",
+                  f"    name: {json.dumps(name, ensure_ascii=False)}"]
+        if family == "victron":
+            lines.append("    key: REPLACE_WITH_32_HEX_DIGITS  # " + VICTRON_KEY_HELP)
+    return lines
+
+
+async def scan_main(args: argparse.Namespace, out: TextIO = sys.stdout,
+                    err: TextIO = sys.stderr) -> int:
+    """`battery-hawk scan`: progress on stderr, the table and the YAML snippet on stdout."""
+    from battery_hawk.ble.commands import scan_command
+
+    progress = _Progress(args.adapter, args.timeout, err)
+    try:
+        found = await scan_command(args.adapter, args.timeout, on_progress=progress)
+    finally:
+        progress.done()
+    if not found:
+        print(f"no Bluetooth device heard on {args.adapter} in {args.timeout:g} s", file=out)
+        return EXIT_OK
+    for line in scan_table(found):
+        print(line, file=out)
+    recognised = sum(1 for r in found if r.family is not None)
+    print(file=out)
+    if not recognised:
+        print("No battery monitor recognised. Is it powered and within a few metres, and is "
+              "the phone app closed? A connected monitor stops advertising.", file=out)
+        return EXIT_OK
+    print(f"# {recognised} recognised; paste into the configuration "
+          "(check it with `battery-hawk check-config`):", file=out)
+    for line in devices_snippet(found):
+        print(line, file=out)
+    return EXIT_OK
+
+
+# --- read ------------------------------------------------------------------------------
+
+
+def _key(args: argparse.Namespace, type_name: str) -> bytes | None:
+    from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP, parse_key
+
+    key: bytes | None = None
+    if args.key is not None:
+        try:
+            key = parse_key(args.key)
+        except ValueError as exc:
+            where = f"; {VICTRON_KEY_HELP}" if type_name == "victron" else ""
+            raise ConfigError(f"{exc}{where}", key="--key") from None
+    try:
+        DRIVERS[type_name](key)  # a missing or malformed key is bad usage, not a failure
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--key") from None
+    return key
+
+
+async def read_main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """`battery-hawk read ADDRESS --type T`: one reading as JSON on stdout.
+
+    The address, type and key are checked before anything touches the radio (exit 2).
+    A unit that stays silent or answers in another family's format gets a message that
+    says which, and suggests `battery-hawk scan`.
+    """
+    from battery_hawk.ble.commands import read_command
+    from battery_hawk.protocols import DRIVERS
+
+    address: str = args.address  # checked and normalised by mac_address() while parsing
+    type_name = args.type_.strip().lower()
+    if type_name not in DRIVERS:
+        raise ConfigError(f"unknown device type {type_name!r}; known types: "
+                          f"{', '.join(sorted(DRIVERS))}", key="--type")
+    key = _key(args, type_name)
+    reading = await read_command(args.adapter, address, type_name, key, args.timeout)
+    print(json.dumps({"address": address, "type": type_name,
+                      **dataclasses.asdict(reading)}, indent=2), file=out)
+    return EXIT_OK
