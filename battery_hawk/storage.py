@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["Announced", "Announcements", "SeqStore", "read_json", "write_json"]
@@ -212,4 +212,7 @@ class Announcements:
             self._save()
 
     def _save(self) -> None:
-        write_json(self._path, {k: asdict(v) for k, v in self._data.items()})
+        # plain dicts by hand: asdict deep-copies every tuple, which shows at 200 devices
+        write_json(self._path, {k: {"fields": v.fields, "alerts": v.alerts, "active": v.active,
+                                    "fingerprint": v.fingerprint}
+                                for k, v in self._data.items()})

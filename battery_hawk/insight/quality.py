@@ -4,14 +4,14 @@ Four figures, each graded, and the link is as good as its worst figure:
 
 | figure | EXCELLENT | GOOD | POOR | else |
 | --- | --- | --- | --- | --- |
-| RSSI (dBm, passive devices) | >= -70 | >= -80 | >= -90 | CRITICAL |
+| RSSI (dBm, passive devices) | >= -70 | >= -85 | >= -95 | CRITICAL |
 | read success rate | >= 98 % | >= 90 % | >= 70 % | CRITICAL |
 | read latency p50 (connect + exchange) | <= 3 s | <= 8 s | <= 15 s | CRITICAL |
 | missed readings (of those due) | <= 5 % | <= 20 % | <= 50 % | CRITICAL |
 
-RSSI bands follow the usual BLE rule of thumb (-70 dBm and better is a solid link, below
--90 dBm packets get lost). A figure without data (no RSSI for a polled device, fewer than
-3 attempts) does not count.
+RSSI bands follow the usual BLE rule of thumb (-70 dBm and better is a solid link, down
+to about -85 dBm it works, below -95 dBm adverts are mostly lost). A figure without data
+(no RSSI for a polled device, fewer than 3 attempts) does not count.
 
 Missed readings are counted from the gaps between readings: a gap longer than the interval
 plus a slack of half an interval and 2 s (a passive device can only emit on its next
@@ -62,7 +62,7 @@ def grade(
     """The worst grade of the figures given; None when no figure is known."""
     grades: list[Quality] = []
     if rssi is not None:
-        grades.append(_grade_high(rssi, -70, -80, -90))
+        grades.append(_grade_high(rssi, -70, -85, -95))
     if success_rate is not None:
         grades.append(_grade_high(success_rate, 0.98, 0.90, 0.70))
     if latency_s is not None:

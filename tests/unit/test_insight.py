@@ -108,7 +108,8 @@ def test_time_to_threshold_only_while_falling_above_it() -> None:
 
 def test_grade_is_the_worst_of_the_known_figures() -> None:
     assert grade(rssi=-60, success_rate=1.0, latency_s=1.0, missed_ratio=0.0) is Quality.EXCELLENT
-    assert grade(rssi=-85, success_rate=1.0) is Quality.POOR
+    assert grade(rssi=-85, success_rate=1.0) is Quality.GOOD
+    assert grade(rssi=-90, success_rate=1.0) is Quality.POOR
     assert grade(success_rate=0.5) is Quality.CRITICAL
     assert grade(latency_s=6.0) is Quality.GOOD
     assert grade() is None
