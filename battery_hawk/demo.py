@@ -151,7 +151,8 @@ async def run_demo(options: DemoOptions) -> int:
         config = demo_config(transport, port=port, interval=interval, storage=storage,
                              http_port=http_port, host=host, username=options.username,
                              password=options.password)
-        broker = None if external else BrokerProcess(port, bind)
+        broker = None if external else BrokerProcess(
+            port, bind, quiet=options.live and sys.stdout.isatty())
         if broker is not None:
             await broker.start()
         app = App(config, transport=transport, stats_interval=10.0)

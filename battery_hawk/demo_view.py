@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -180,6 +181,7 @@ class LiveView:
             root = logging.getLogger()
             self._saved = root.handlers[:]
             root.handlers[:] = [self._recent]
+            logging.captureWarnings(True)  # a warning printed raw would scribble on the view
             self.out.write(ENTER_ALT_SCREEN)
             self.out.flush()
         return self
@@ -189,12 +191,20 @@ class LiveView:
             self.out.write(LEAVE_ALT_SCREEN)
             self.out.flush()
             logging.getLogger().handlers[:] = self._saved
+            logging.captureWarnings(False)
+
+    def _size(self) -> os.terminal_size:
+        """The terminal's own size (a stale $COLUMNS / $LINES must not widen the view)."""
+        try:
+            return os.get_terminal_size(self.out.fileno())
+        except (OSError, ValueError):
+            return shutil.get_terminal_size()
 
     async def run(self, app: App, broker_up: Callable[[], bool]) -> None:
         """Redraw every second on a terminal; print the table every 5 s otherwise."""
         while True:
             if self.tty:
-                size = shutil.get_terminal_size()
+                size = self._size()
                 lines = render(app, broker_up(), time.monotonic(), size.columns - 1,
                                size.lines - 1, self.header, self._recent.lines)
                 self.out.write("\x1b[H" + "".join(line + "\x1b[K\n" for line in lines)

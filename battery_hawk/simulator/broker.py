@@ -123,9 +123,11 @@ def quiet_amqtt() -> None:
 class BrokerProcess:
     """EmbeddedBroker in a child process; stop() and start() again on the same port."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, quiet: bool = False) -> None:
+        """``quiet``: the child's output goes nowhere (it would scribble over a live view)."""
         self.host = host
         self.port = port or free_port(host)
+        self.quiet = quiet
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -147,6 +149,8 @@ class BrokerProcess:
             # its own session: Ctrl-C in the terminal reaches the demo only, which then
             # stops in order (flush, offline) before it stops the broker
             start_new_session=True,
+            stdout=asyncio.subprocess.DEVNULL if self.quiet else None,
+            stderr=asyncio.subprocess.DEVNULL if self.quiet else None,
         )
         deadline = time.monotonic() + timeout
         while not await self._accepts():

@@ -47,7 +47,7 @@ def test_live_view_fits_80x24_and_ctrl_c_leaves_nothing_behind() -> None:
         screen = _wait_for_screen(session, lambda s: s.count(" online") == 6 and "W sun" in s)
         lines = screen.splitlines()
         assert len(lines) <= HEIGHT
-        assert all(len(line) < WIDTH for line in lines), "a line reaches the edge: cut"
+        assert all(len(line) < WIDTH for line in lines), f"a line reaches the edge:\n{screen}"
         assert f"mosquitto_sub -h 127.0.0.1 -p {port} -v -t 'battery_hawk/#'" in screen
         assert f"127.0.0.1:{port}" in lines[0]
         rows = {line.split("  ")[0]: line for line in lines}
