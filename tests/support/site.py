@@ -22,7 +22,8 @@ __all__ = ["Gateway", "gateway_config", "readings_by_device", "retained_docs", "
 
 
 def gateway_config(tmp_path: Path, name: str, broker_port: int,
-                   devices: list[dict[str, object]], lease: float) -> Path:
+                   devices: list[dict[str, object]], lease: float | None) -> Path:
+    """A gateway's config file; ``lease`` None leaves the site off (a lone gateway)."""
     directory = tmp_path / name
     directory.mkdir(parents=True, exist_ok=True)
     config = {
@@ -35,7 +36,7 @@ def gateway_config(tmp_path: Path, name: str, broker_port: int,
         "http": {"enabled": False},
         "logging": {"level": "INFO", "format": "text"},
         "storage": {"path": str(directory / "state")},
-        "site": {"enabled": True, "lease_seconds": lease},
+        "site": {"enabled": lease is not None, "lease_seconds": lease or 30.0},
     }
     path = directory / "battery-hawk.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -54,7 +55,7 @@ class Gateway:
         self.log: list[str] = []
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, devices: list[dict[str, object]], lease: float,
+    async def start(self, devices: list[dict[str, object]], lease: float | None,
                     add_devices: Callable[[FakeBlueZ], None]) -> None:
         await asyncio.to_thread(self.fake.start)
         await asyncio.to_thread(add_devices, self.fake)
@@ -98,7 +99,7 @@ def readings_by_device(sub: Subscriber, start: int = 0) -> dict[str, list[tuple[
     for topic, payload in sub.messages[start:]:
         if topic.endswith("/readings") and payload:
             doc = json.loads(payload)
-            found[doc["device_id"]].append((doc["gateway"], doc["seq"]))
+            found[doc["device_id"]].append((doc.get("gateway", ""), doc["seq"]))
     return found
 
 
