@@ -58,6 +58,7 @@ from battery_hawk.publisher import (
 from battery_hawk.retained import RetainedTopics
 from battery_hawk.runtime import GatewayStats, build_mqtt
 from battery_hawk.site import Ownership, SiteService, SiteTopics
+from battery_hawk.site.holder import LEAGEND_FAMILIES, HolderBoard, holder_attributes
 from battery_hawk.site.ownership import GRACE
 from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
@@ -118,6 +119,7 @@ class App:
             did: codes for did, c in self.coordinators.items()
             if (codes := getattr(c.driver, "unknown_codes", None))})
         self.site = self._build_site()
+        self.holders = HolderBoard()  # who holds a Leagend monitor we cannot connect to
         self._build_pipeline()
 
     def _build_site(self) -> SiteService | None:
@@ -137,7 +139,8 @@ class App:
         """The reading pipeline; the only place that knows the order of its stages."""
         self.discovery = DiscoveryStage(self.topics, self._announced, self._publish_msg,
                                         self._expire_after,
-                                        gateway_availability=self.site is None)
+                                        gateway_availability=self.site is None,
+                                        attributes=lambda d: d.family in LEAGEND_FAMILIES)
         document = StateDocument()  # state and readings carry the same bytes
         self.publishing = PublishStage(self._publish_msg, [
             StateOutput(self.topics, document),
@@ -289,6 +292,7 @@ class App:
             coordinator.after_reading = self._fill_gaps
             coordinator.wants_visit = lambda c: self.gap_filler.due(c.info.device_id)
         self.coordinators[device.device_id] = coordinator
+        self.holders.add(device.device_id, coordinator.info.name, coordinator.info.family)
         self.insight.start(device.device_id, time.time())
         if coordinator.listens:
             self._passive[device.address] = coordinator
@@ -312,6 +316,7 @@ class App:
             self._passive.pop(coordinator.config.address, None)
             self._by_address.pop(coordinator.config.address.upper(), None)
         self.pipeline.forget(device_id)
+        self.holders.forget(device_id)
         self._last_items.pop(device_id, None)
         self.metrics.remove_device(device_id)
 
@@ -360,6 +365,8 @@ class App:
     # ---- ReadingSink ---------------------------------------------------------------
 
     async def on_reading(self, reading: DeviceReading) -> None:
+        if reading.duration is not None:  # read over a connection: nobody else holds it
+            self.holders.read_ok(reading.device.device_id, time.monotonic())
         if self.site is not None:
             self.site.heard(reading.device.device_id, None)  # a read counts as heard
             reading = dataclasses.replace(reading, gateway=self.config.gateway_id)
@@ -382,6 +389,14 @@ class App:
         node = f"/{self.topics.device_identifier(device_id)}/"
         self.retained.forget_where(lambda t: t.startswith(device_prefix) or node in t)
 
+    async def _publish_holders(self) -> None:
+        """A Leagend monitor someone else may hold: its ``held_elsewhere`` attribute."""
+        site = self.site
+        for did, suspect in self.holders.changes(
+                time.monotonic(), lambda d: site is None or site.owns(d)):
+            await self._publish(self.topics.device_attributes(did),
+                                holder_attributes(suspect), retain=True)
+
     async def _remove_stale_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         await self._remove_stale_devices({d.device_id for d in self.config.devices})
@@ -398,6 +413,7 @@ class App:
             self.metrics.observe_decode_error(device)
         else:
             self.metrics.observe_transport_error(device)
+            self.holders.connect_failed(device.device_id, time.monotonic())
 
     def _gap_after(
         self, device_id: str, coordinator: DeviceCoordinator | None = None
@@ -491,10 +507,10 @@ class App:
                     if failing:
                         failing = False
                         _log.info("scanning works again")
-                    if self.site is not None:
-                        heard = self._by_address.get(adv.address.upper())
-                        if heard is not None:
-                            self.site.heard(heard, adv.rssi)
+                    heard = self._by_address.get(adv.address.upper())
+                    self.holders.advert(heard, time.monotonic())
+                    if self.site is not None and heard is not None:
+                        self.site.heard(heard, adv.rssi)
                     coordinator = self._passive.get(adv.address)
                     if coordinator is not None:
                         await coordinator.feed(adv)
@@ -520,6 +536,7 @@ class App:
             self._seq.flush_if_due()  # a quiet device must not keep its seq only in memory
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
+            await self._publish_holders()
             self._mqtt_down_for()  # notes when MQTT was last up, for /health
             await self._check_alerts_between_readings()
 
@@ -635,6 +652,7 @@ class App:
                 soc_estimated=insight.soc_estimated if insight else None,
                 alerts=tuple(str(k) for k, s in alerts.items() if s.active),
                 history=tuple(self.insight.voltage_history(did)),
+                held_elsewhere=held.message if (held := self.holders.suspect(did)) else None,
             ))
         return result
 

@@ -99,6 +99,10 @@ class Topics:
         """Alert transitions as events (not retained)."""
         return f"{self._device(device_id)}/alert"
 
+    def device_attributes(self, device_id: str) -> str:
+        """Retained attributes of a device beyond its readings (``held_elsewhere``)."""
+        return f"{self._device(device_id)}/attributes"
+
     def device_alerts(self, device_id: str) -> str:
         """Current state of every alert kind of a device (retained); HA's binary sensors read it."""
         return f"{self._device(device_id)}/alerts"
@@ -296,9 +300,12 @@ def discovery_messages(
     alert_kinds: Iterable[str] = (),
     *,
     gateway_availability: bool = True,
+    attributes: bool = False,
 ) -> list[Message]:
     """One retained discovery document per sensor field and per alert kind of a device.
 
+    ``attributes=True`` gives each sensor the device's retained attributes topic as its
+    ``json_attributes_topic`` (Leagend monitors: ``held_elsewhere``).
     ``gateway_availability=False`` (several gateways on one site) leaves the gateway's
     status out of availability, so the documents are the same whichever gateway reads
     the device, but for ``via_device``.
@@ -337,6 +344,7 @@ def discovery_messages(
             ("suggested_display_precision", spec.precision),
             ("icon", spec.icon),
             ("entity_category", "diagnostic" if spec.diagnostic else None),
+            ("json_attributes_topic", topics.device_attributes(did) if attributes else None),
         ):
             if value is not None:
                 doc[key] = value
@@ -450,5 +458,6 @@ def removal_messages(
         (topics.device_state(device_id), b""),
         (topics.device_availability(device_id), b""),
         (topics.device_alerts(device_id), b""),
+        (topics.device_attributes(device_id), b""),
     ]
     return messages

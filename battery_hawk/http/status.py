@@ -58,6 +58,7 @@ class DeviceStatus:
     soc_estimated: float | None = None
     alerts: tuple[str, ...] = ()  # active alert kinds
     history: tuple[tuple[float, float], ...] = ()  # (Unix time, V) of the last hour
+    held_elsewhere: str | None = None  # why the phone app or another gateway may hold it
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,4 +190,5 @@ def device_document(status: DeviceStatus) -> dict[str, object]:
             "soc_estimated": _finite(status.soc_estimated),
         },
         "alerts": list(status.alerts),
+        "held_elsewhere": status.held_elsewhere,
     }

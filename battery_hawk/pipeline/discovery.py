@@ -33,7 +33,9 @@ class DiscoveryStage:
         expire_after: Callable[[str], int],
         *,
         gateway_availability: bool = True,
+        attributes: Callable[[DeviceInfo], bool] = lambda _: False,
     ) -> None:
+        self._attributes = attributes
         self._gateway_availability = gateway_availability
         self._topics = topics
         self._announced = announced
@@ -76,5 +78,6 @@ class DiscoveryStage:
         for topic, payload in discovery_messages(device, known.fields, self._topics,
                                                  self._expire_after(device.device_id),
                                                  known.alerts,
-                                                 gateway_availability=self._gateway_availability):
+                                                 gateway_availability=self._gateway_availability,
+                                                 attributes=self._attributes(device)):
             await self._publish(topic, payload, True)
