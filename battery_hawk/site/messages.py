@@ -81,6 +81,8 @@ def encode_report(report: Report, at: datetime) -> bytes:
         "serves": sorted(report.serves),
         "leases": {did: {"term": v.term, "owner": v.holder}
                    for did, v in sorted(report.leases.items())},
+        "origin": report.origin,
+        "sent": round(report.sent, 3),
     })
 
 
@@ -100,9 +102,10 @@ def decode_report(payload: bytes) -> Report:
         views = {str(did): LeaseView(int(v["term"]),
                                      None if v.get("owner") is None else str(v["owner"]))
                  for did, v in leases.items()}
+        origin, sent = str(doc.get("origin", "")), float(doc.get("sent", 0.0))  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PayloadError(f"not a site report: {exc!r}") from None
-    return Report(gateway, heard, frozenset(str(s) for s in serves), views)
+    return Report(gateway, heard, frozenset(str(s) for s in serves), views, origin, sent)
 
 
 def encode_lease(message: LeaseMessage, at: datetime) -> bytes:
@@ -112,6 +115,7 @@ def encode_lease(message: LeaseMessage, at: datetime) -> bytes:
         "action": str(message.action),
         "term": message.term,
         "token": message.token,
+        "sent": round(message.sent, 3),
         "time": format_timestamp(at),
     })
 
@@ -125,6 +129,7 @@ def decode_lease(device_id: str, payload: bytes) -> LeaseMessage:
             raise TypeError("wrong types")
         action = Action(str(doc["action"]))
         token = str(doc.get("token", ""))
+        sent = float(doc.get("sent", 0.0))  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as exc:
         raise PayloadError(f"not a lease message: {exc!r}") from None
-    return LeaseMessage(device_id, gateway, action, term, token)
+    return LeaseMessage(device_id, gateway, action, term, token, sent)

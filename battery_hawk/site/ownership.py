@@ -86,6 +86,8 @@ class Report:
     heard: Mapping[str, Heard]
     serves: frozenset[str]
     leases: Mapping[str, LeaseView] = field(default_factory=dict)
+    origin: str = ""  # the sending process (a random id) ...
+    sent: float = 0.0  # ... and its monotonic clock when it sent the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,9 @@ class LeaseMessage:
 
     ``term`` is the term the message belongs to: for a claim the term it takes over
     from, for a renew or release the term held. ``token`` lets the sender recognise its
-    own message when the broker echoes it (unique per process and message).
+    own message when the broker echoes it (unique per process and message); ``sent`` is
+    the sender's monotonic clock when it sent the message, which lets every receiver
+    tell a message that waited in a queue (see ``Ownership._late``).
     """
 
     device_id: str
@@ -102,6 +106,11 @@ class LeaseMessage:
     action: Action
     term: int
     token: str = ""
+    sent: float = 0.0
+
+    @property
+    def origin(self) -> str:
+        return self.token.split("-", 1)[0]
 
 
 @dataclass(slots=True)
@@ -149,6 +158,7 @@ class Ownership:
         self._connected_since: float | None = None
         self._settle_until = 0.0
         self._echoed_at: float | None = None  # when our last report came back
+        self._transit: dict[str, float] = {}  # origin -> least (receipt - sent) seen
         self.changes = 0  # accepted claims: how often some device changed hands
 
     # ---- configuration and connection ------------------------------------------------
@@ -204,11 +214,14 @@ class Ownership:
                  and now >= self._settle_until}
         leases = {did: LeaseView(lease.term, lease.holder) for did, lease in self._leases.items()
                   if did in self._devices and lease.term > 0}
-        return Report(self.gateway_id, heard, frozenset(self._devices), leases)
+        return Report(self.gateway_id, heard, frozenset(self._devices), leases,
+                      self._nonce, now)
 
     # ---- what other gateways say -----------------------------------------------------
 
     def on_report(self, report: Report, now: float) -> None:
+        if self._late(report.origin, report.sent, now):
+            return  # it waited in a queue (its sender was cut off): old news
         if report.gateway == self.gateway_id:
             self._echoed_at = now  # our own report came back: the broker hears us
             return
@@ -246,6 +259,8 @@ class Ownership:
             self.changes += 1
             self._adopt(lease, message.term + 1, message.gateway, now)
         elif message.action is Action.RENEW:
+            if self._late(message.origin, message.sent, now):
+                return  # a renew that waited in a queue says nothing about now
             if message.term > lease.term:
                 self._adopt(lease, message.term, message.gateway, now)
             elif message.term == lease.term and lease.holder == message.gateway:
@@ -269,6 +284,22 @@ class Ownership:
         lease.free_since = None if holder is not None else now
         if holder is not None and holder in self._offline:
             lease.free_since = now
+
+    def _late(self, origin: str, sent: float, now: float) -> bool:
+        """Whether a message waited in a queue: its transit (our clock at receipt minus
+        the sender's at sending, which differ by a constant per sending process) exceeds
+        the least transit seen from that process by more than a renew round.
+
+        Only renews and reports are judged so: they change no term or holder, so
+        receivers that judge one differently still agree on every lease.
+        """
+        if not origin:
+            return False
+        transit = now - sent
+        least = self._transit.get(origin)
+        if least is None or transit < least:
+            self._transit[origin] = least = transit
+        return transit - least > self.lease / 3
 
     def _fresh(self, token: str, now: float) -> bool:
         """Whether our own message came back within a renew round (not a stale queued one)."""
@@ -335,10 +366,13 @@ class Ownership:
 
     def due(self, now: float) -> list[LeaseMessage]:
         """The claims, renews and releases to publish now (each remembered as sent)."""
-        if not self.is_connected or now < self._settle_until:
+        if not self.is_connected:
             return []
+        settling = now < self._settle_until  # then only keep what we surely hold
         out: list[LeaseMessage] = []
         for did in sorted(self._devices | set(self._leases)):
+            if settling and not self.owns(did, now):
+                continue
             message = self._decide(did, now)
             if message is not None:
                 out.append(message)
@@ -406,4 +440,4 @@ class Ownership:
             self._confirmed.pop(did, None)
         else:
             self._last_said[did] = now
-        return LeaseMessage(did, self.gateway_id, action, term, token)
+        return LeaseMessage(did, self.gateway_id, action, term, token, now)

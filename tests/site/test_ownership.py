@@ -244,3 +244,24 @@ def test_a_gateway_cut_off_never_claims_what_only_looks_free_from_there(
     site.run(5 * LEASE)
     assert site.owners("bat2") == ["g2"] and site.owners("bat3") == ["g3"]
     assert site.gateways["g3"].changes == changes + 1  # bat1 only: g2 took it, g1 back
+
+
+def test_renews_that_waited_in_a_queue_do_not_keep_a_lease_alive() -> None:
+    a, b = Ownership("a", LEASE, ["dev"]), Ownership("b", LEASE, ["dev"])
+    for gw in (a, b):
+        gw.connected(0.0)
+    claim = LeaseMessage("dev", "a", Action.CLAIM, 0, "aa-1", sent=4.0)
+    b.on_lease(claim, 4.0)
+    b.on_lease(LeaseMessage("dev", "a", Action.RENEW, 1, "aa-2", sent=5.0), 5.0)
+    # a renew sent at 6.0 that waited two seconds in a queue behind a frozen link
+    b.on_lease(LeaseMessage("dev", "a", Action.RENEW, 1, "aa-3", sent=6.0), 8.0)
+    b.heard("dev", -60.0, 9.0)
+    b.on_report(b.report(9.0), 9.0)  # b's own report came back: b's link is fine
+    assert [(m.action, m.term) for m in b.due(9.0)] == [(Action.CLAIM, 1)]
+    on_time = Ownership("c", LEASE, ["dev"])
+    on_time.connected(0.0)
+    on_time.on_lease(claim, 4.0)
+    on_time.on_lease(LeaseMessage("dev", "a", Action.RENEW, 1, "aa-3", sent=8.0), 8.0)
+    on_time.heard("dev", -60.0, 9.0)
+    on_time.on_report(on_time.report(9.0), 9.0)
+    assert on_time.due(9.0) == []  # the same renew on time keeps the lease
