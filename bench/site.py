@@ -62,7 +62,7 @@ def plan(count: int) -> tuple[list[dict[str, object]], dict[str, str]]:
         victron = index % 2 == 0
         device: dict[str, object] = {"address": address(index),
                                      "type": "victron" if victron else "bm6",
-                                     "poll_interval": 1 if victron else 5}
+                                     "poll_interval": 1 if victron else 20}
         if victron:
             device["key"] = KEY.hex()
         devices.append(device)

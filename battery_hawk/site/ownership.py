@@ -5,8 +5,9 @@ said goes out as :class:`Outgoing` values; ``battery_hawk.site.service`` carries
 over MQTT. The protocol (docs/mqtt.md, "Several gateways on one site"):
 
 * Every gateway reports what it hears every ``lease / 3`` s: per device its smoothed
-  RSSI and how long ago it heard it (an advertisement, or a successful read), plus its
-  view of every lease. Reports are events, never retained.
+  RSSI and how long ago it heard it (an advertisement, or a successful read; within
+  ``HEARD_FOR`` lease periods), plus its view of every lease. Reports are events, never
+  retained. Renews and reports that waited in a queue are ignored (``_late``).
 * A device's lease lives in *terms*. A *claim* says "I take the device over from term
   T" and, accepted, starts term T + 1 held by the claimant; a *renew* (every
   ``lease / 3`` s) and a *release* name the term they belong to. Every gateway applies
@@ -50,6 +51,8 @@ __all__ = [
 
 GRACE = 1.25  # lease periods without a renew after which others consider a lease free
 RANK_STEP = 0.5  # lease periods the n-th best candidate waits per better one
+HEARD_FOR = 3.0  # lease periods a gateway counts as hearing a device after it last did
+# (a busy gateway's scanner pauses for every connection: it may hear a device rarely)
 LIVE = 1.5  # lease periods after its last report a gateway no longer counts as a candidate
 ECHO = 0.75  # lease periods without our own report coming back after which we do not claim
 SMOOTHING = 0.3  # weight of a new RSSI sample in the moving average
@@ -153,6 +156,7 @@ class Ownership:
         self._confirmed: dict[str, float] = {}  # device -> when our renew/claim came back
         self._last_said: dict[str, float] = {}  # device -> when we last claimed/renewed
         self._released: set[str] = set()  # released by us, echo not yet seen
+        self._lost: dict[str, float] = {}  # device -> when we released it as lost
         self._nonce = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._connected_since: float | None = None
@@ -203,15 +207,15 @@ class Ownership:
         signal.at = now
 
     def report(self, now: float) -> Report:
-        """Our report: configured devices heard within a lease period, and lease views.
+        """Our report: configured devices heard lately (HEARD_FOR), and lease views.
 
         While we settle (just connected) we report hearing nothing, so no owner hands a
         device to us before we may claim it.
         """
         heard = {did: Heard(None if s.rssi is None else round(s.rssi, 1), round(now - s.at, 2))
                  for did, s in self._signals.items()
-                 if did in self._devices and s.at is not None and now - s.at <= self.lease
-                 and now >= self._settle_until}
+                 if s.at is not None and did in self._devices and now >= self._settle_until
+                 and self._own_signal(did, now) is not None}
         leases = {did: LeaseView(lease.term, lease.holder) for did, lease in self._leases.items()
                   if did in self._devices and lease.term > 0}
         return Report(self.gateway_id, heard, frozenset(self._devices), leases,
@@ -350,15 +354,20 @@ class Ownership:
             found.append((self.gateway_id, own))
         for name, gateway in self._gateways.items():
             heard = gateway.report.heard.get(device_id)
-            if heard is None or not self._live(name, gateway, now):
+            if heard is None or not self._live(name, gateway, now) \
+                    or heard.age + now - gateway.at > HEARD_FOR * self.lease:
                 continue
             found.append((name, NO_SIGNAL if heard.rssi is None else heard.rssi))
         found.sort(key=lambda c: (-c[1], c[0]))
         return found
 
-    def _own_signal(self, device_id: str, now: float) -> float | None:
+    def _own_signal(self, device_id: str, now: float, within: float = HEARD_FOR
+                    ) -> float | None:
+        """Our smoothed RSSI of a device heard within ``within`` lease periods (and since
+        we last gave it up as lost), else None."""
         signal = self._signals.get(device_id)
-        if signal is None or signal.at is None or now - signal.at > self.lease:
+        if signal is None or signal.at is None or now - signal.at > within * self.lease \
+                or signal.at <= self._lost.get(device_id, -1e18):
             return None
         return NO_SIGNAL if signal.rssi is None else signal.rssi
 
@@ -425,10 +434,13 @@ class Ownership:
                   and now - self._gateways[name].since.get(did, now) >= self.lease]
         if not others:
             return False
+        if self._own_signal(did, now, within=1.0) is None:
+            # lost: not heard (nor read) for a lease period while another hears it; we
+            # neither claim nor report it again until we hear it again
+            self._lost[did] = now
+            return True
         own = self._own_signal(did, now)
-        if own is None:
-            return True  # lost: not heard (nor read) for a lease period, another hears it
-        return others[0][1] >= own + self.handover_db
+        return own is not None and others[0][1] >= own + self.handover_db
 
     def _say(self, did: str, action: Action, term: int, now: float) -> LeaseMessage:
         token = f"{self._nonce}-{next(self._counter)}"
