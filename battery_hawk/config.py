@@ -329,6 +329,10 @@ def parse_config(
                            "per monitor (`battery-hawk scan` finds them; "
                            "config/battery-hawk.yaml shows the keys)", file=file, key="devices"))
     _check_devices(config.devices, file, report, loader.kept.get("devices"))
+    if config.site.enabled and not config.mqtt.enabled:
+        report(ConfigError("the gateways of a site agree through the MQTT broker; set "
+                           "mqtt.enabled: true or site.enabled: false", file=file,
+                           key="site.enabled"))
     if problems:
         raise ConfigError.collect(problems, file)
     return dataclasses.replace(config, mqtt=mqtt)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from battery_hawk.errors import PayloadError
+from battery_hawk.config import SiteConfig, parse_config
+from battery_hawk.errors import ConfigError, PayloadError
 from battery_hawk.models import DeviceInfo, DeviceReading, Reading
 from battery_hawk.publisher import Topics, discovery_messages, state_payload
 from battery_hawk.site import Action, Heard, LeaseMessage, LeaseView, Report, SiteTopics
@@ -82,3 +83,17 @@ def test_a_reading_of_a_site_names_its_gateway() -> None:
     doc = json.loads(state_payload(DeviceReading(car, Reading(voltage=12.6), AT, 5,
                                                  gateway="van")))
     assert (doc["gateway"], doc["seq"]) == ("van", 5)
+
+
+def test_a_site_is_off_by_default_and_needs_mqtt() -> None:
+    devices = {"devices": [{"address": "AA:BB:CC:DD:EE:0F", "type": "bm6"}]}
+    assert parse_config(devices, environ={}).site == SiteConfig(enabled=False)
+    on = parse_config({**devices, "site": {"enabled": True, "lease_seconds": 10}}, environ={})
+    assert (on.site.enabled, on.site.lease_seconds) == (True, 10.0)
+    with pytest.raises(ConfigError) as info:
+        parse_config({**devices, "mqtt": {"enabled": False}, "site": {"enabled": True}},
+                     environ={})
+    assert info.value.key == "site.enabled"
+    with pytest.raises(ConfigError) as info:
+        parse_config({**devices, "site": {"lease_seconds": 0.5}}, environ={})
+    assert info.value.key == "site.lease_seconds"
