@@ -10,7 +10,8 @@ One mosquitto; an independent subscriber counts what arrives.
 * ownership changes per minute in that window (accepted claims, target 0);
 * failover: the gateway that owns the most devices is killed (SIGKILL: its socket
   closes and the broker sends its Last Will at once); then the next one is cut off
-  without a word (its TCP link frozen, as by a power cut: only the lease runs out). For
+  without a word (its TCP link frozen and new ones refused, as by a power cut or a
+  pulled cable: only the lease runs out). For
   each of their devices, the time to the first reading by another gateway (median and
   max, in seconds and in lease periods).
 
@@ -143,8 +144,9 @@ async def run(seconds: float, lease: float, count: int) -> dict[str, object]:
         # a crash: the process dies, its socket closes, the broker sends its Last Will
         crash = await failover(tally, ranked[0], readers, lease, gateways[ranked[0]].kill)
         # a power cut or a pulled cable: nothing is said, the lease runs out
+        silent_gate = gateways[ranked[1]].gate
         silent = await failover(tally, ranked[1], readers, lease,
-                                gateways[ranked[1]].gate.freeze)
+                                lambda: (silent_gate.freeze(), silent_gate.shut()) and None)
     except BaseException:
         for name, gateway in gateways.items():
             lines = [line for line in gateway.log if "site" in line or "MQTT" in line]
