@@ -144,9 +144,8 @@ async def run(seconds: float, lease: float, count: int) -> dict[str, object]:
         # a crash: the process dies, its socket closes, the broker sends its Last Will
         crash = await failover(tally, ranked[0], readers, lease, gateways[ranked[0]].kill)
         # a power cut or a pulled cable: nothing is said, the lease runs out
-        silent_gate = gateways[ranked[1]].gate
         silent = await failover(tally, ranked[1], readers, lease,
-                                lambda: (silent_gate.freeze(), silent_gate.shut()) and None)
+                                gateways[ranked[1]].cut_off)
     except BaseException:
         for name, gateway in gateways.items():
             lines = [line for line in gateway.log if "site" in line or "MQTT" in line]

@@ -72,6 +72,11 @@ class Gateway:
         while line := await self.proc.stderr.readline():
             self.log.append(line.decode(errors="replace").rstrip())
 
+    def cut_off(self) -> None:
+        """A pulled cable: the link to the broker freezes and no new one gets through."""
+        self.gate.freeze()
+        self.gate.shut()
+
     def kill(self) -> None:
         """SIGKILL: no clean stop, the broker publishes the Last Will."""
         if self.proc is not None and self.proc.returncode is None:
