@@ -268,6 +268,7 @@ def test_removal_empties_every_discovery_topic_and_retained_device_topic() -> No
         TOPICS.device_state(CAR.device_id),
         TOPICS.device_availability(CAR.device_id),
         TOPICS.device_alerts(CAR.device_id),
+        TOPICS.device_attributes(CAR.device_id),
     }
 
 
