@@ -97,7 +97,11 @@ class AdapterDoctor:
         self.settings = settings or RecoverySettings()
         self._clock = clock
         self._stuck = 0
-        self._scan_since: float | None = None
+        # silence: since the last advertisement, counting only time spent discovering
+        # (a restarted scanner keeps its count; a pause for a connection does not add)
+        self._silent_since: float | None = None
+        self._paused_at: float | None = None
+        self._scanning = False
         self._next_allowed: float | None = None
         self._interval = self.settings.min_interval
         self.unhelped = 0  # recoveries since the last sign of life
@@ -118,13 +122,21 @@ class AdapterDoctor:
 
     def heard(self) -> None:
         """An advertisement arrived."""
-        if self._scan_since is not None:
-            self._scan_since = self._clock()
+        self._silent_since = self._clock()
         self._alive()
 
     def scanning(self, running: bool) -> None:
-        """Discovery started (silence is measured from now) or stopped."""
-        self._scan_since = self._clock() if running else None
+        """Discovery started or stopped (silence counts only while it runs)."""
+        now = self._clock()
+        if running and not self._scanning:
+            if self._silent_since is None:
+                self._silent_since = now
+            elif self._paused_at is not None:
+                self._silent_since += now - self._paused_at
+            self._paused_at = None
+        elif not running and self._scanning:
+            self._paused_at = now
+        self._scanning = running
 
     def _alive(self) -> None:
         self.unhelped = 0
@@ -139,7 +151,10 @@ class AdapterDoctor:
             return None
         if self._stuck >= self.settings.stuck_after:
             return RecoveryReason.STUCK
-        if self._scan_since is not None and now - self._scan_since >= self.settings.silence:
+        silent_since = self._silent_since
+        if self._scanning and silent_since is not None and (
+            now - silent_since >= self.settings.silence
+        ):
             return RecoveryReason.SILENT
         return None
 
@@ -147,8 +162,8 @@ class AdapterDoctor:
         """A recovery was made (whatever its outcome): start counting afresh."""
         now = self._clock()
         self._stuck = 0
-        if self._scan_since is not None:
-            self._scan_since = now
+        self._silent_since = now
+        self._paused_at = None if self._scanning else now
         self._next_allowed = now + self._interval
         self._interval = min(2 * self._interval, self.settings.max_interval)
         self.unhelped += 1

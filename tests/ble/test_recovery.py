@@ -76,6 +76,20 @@ def test_silence_counts_only_while_discovery_runs() -> None:
     assert doctor.due() is None
 
 
+def test_a_restarted_scanner_keeps_counting_the_silence_but_pauses_do_not_count() -> None:
+    clock = Clock()
+    doctor = AdapterDoctor(RecoverySettings(silence=60), clock=clock)
+    doctor.scanning(True)
+    clock.now += 40
+    doctor.scanning(False)  # the daemon restarts discovery, or connects for a while
+    clock.now += 1000
+    doctor.scanning(True)
+    clock.now += 19
+    assert doctor.due() is None
+    clock.now += 1
+    assert doctor.due() is RecoveryReason.SILENT
+
+
 def test_recoveries_are_rate_limited_and_back_off_while_they_do_not_help() -> None:
     clock = Clock()
     doctor = AdapterDoctor(RecoverySettings(stuck_after=1, min_interval=100, max_interval=250),
