@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from battery_hawk.app import App
@@ -30,6 +31,7 @@ from battery_hawk.config import (
     StorageConfig,
 )
 from battery_hawk.demo_view import LiveView
+from battery_hawk.errors import BatteryHawkError
 from battery_hawk.simulator.battery import BatteryModel, BatteryProfile
 from battery_hawk.simulator.broker import (
     BrokerProcess,
@@ -139,7 +141,7 @@ async def run_demo(options: DemoOptions) -> int:
             port = free_port(bind)
             print(f"port {options.port} is taken (a broker already running?); using {port}",
                   flush=True)
-    http_port = options.http_port if port_is_free(options.http_port) else free_port()
+    http_port = options.http_port if port_is_free(options.http_port) else 0
     interval = options.interval or 2.0
     loop = asyncio.get_running_loop()
     fleet = demo_fleet(options.devices, seed=options.seed, start=loop.time(),
@@ -148,16 +150,30 @@ async def run_demo(options: DemoOptions) -> int:
     with contextlib.ExitStack() as stack:
         storage = options.storage or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="battery-hawk-demo-"))
-        config = demo_config(transport, port=port, interval=interval, storage=storage,
-                             http_port=http_port, host=host, username=options.username,
-                             password=options.password)
-        broker = None if external else BrokerProcess(
-            port, bind, quiet=options.live and sys.stdout.isatty())
-        if broker is not None:
-            await broker.start()
-        app = App(config, transport=transport, stats_interval=10.0)
+        broker = None
+        if not external:
+            broker = await _start_broker(port, bind, options.port,
+                                         quiet=options.live and sys.stdout.isatty())
+            port = broker.port
+
+        def make_app(http_port: int) -> App:
+            config = demo_config(transport, port=port, interval=interval, storage=storage,
+                                 http_port=http_port, host=host, username=options.username,
+                                 password=options.password)
+            return App(config, transport=transport, stats_interval=10.0)
+
+        try:
+            app = await _start_app(make_app, http_port)
+        except BaseException:
+            if broker is not None:
+                await broker.stop()
+            raise
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.request_stop)
+        assert app.http is not None
+        config = app.config  # the status page's port as bound (0 asks the system for one)
+        config = dataclasses.replace(config, http=dataclasses.replace(
+            config.http, port=app.http.port))
         header = intro(config, options)
         view = LiveView(sys.stdout, header)
         if not options.live or not view.tty:
@@ -165,7 +181,6 @@ async def run_demo(options: DemoOptions) -> int:
         if options.live:
             stack.enter_context(view)
         try:
-            await app.start()
             helpers = [asyncio.create_task(_stop_after(app, options.duration),
                                            name="battery-hawk:demo-timer")]
             if options.fault == "broker" and broker is not None:
@@ -195,6 +210,44 @@ async def run_demo(options: DemoOptions) -> int:
         print(f"demo ended: {stats.messages_published} messages published, "
               f"{stats.messages_dropped} dropped, {stats.queue_size} undelivered", flush=True)
     return 0
+
+
+async def _start_broker(port: int, bind: str, asked: int, *,
+                        quiet: bool = False) -> BrokerProcess:
+    """The embedded broker on ``port``, or on a free port if another program takes
+    ``port`` between our check and the broker's bind (say, another demo starting)."""
+    for attempt in range(3):
+        broker = BrokerProcess(port, bind, quiet=quiet)
+        try:
+            await broker.start()
+        except RuntimeError:
+            if attempt == 2 or port_is_free(port, bind):
+                raise  # not a port taken meanwhile: say what failed
+            port = free_port(bind)
+            print(f"port {asked} is taken (a broker already running?); using {port}",
+                  flush=True)
+            continue
+        return broker
+    raise AssertionError("unreachable")
+
+
+async def _start_app(make_app: Callable[[int], App], http_port: int) -> App:
+    """Start the app with its status page on ``http_port``; if another program took that
+    port since it was checked, on one the system picks (port 0 cannot be taken)."""
+    app = make_app(http_port)
+    try:
+        await app.start()
+    except BatteryHawkError:
+        await app.stop()
+        if http_port == 0 or port_is_free(http_port):
+            raise  # not the port: say what failed
+        app = make_app(0)
+        try:
+            await app.start()
+        except BaseException:
+            await app.stop()
+            raise
+    return app
 
 
 def _reachable_as() -> str:

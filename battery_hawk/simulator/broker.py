@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 from battery_hawk.errors import BatteryHawkError
@@ -48,6 +47,8 @@ def require_amqtt() -> None:
         raise BatteryHawkError(DEMO_EXTRA_HINT)
 
 _log = logging.getLogger(__name__)
+
+READY = b"listening"  # the child's one line on stdout once its listener is bound
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -139,35 +140,32 @@ class BrokerProcess:
         return None if self._proc is None else self._proc.pid
 
     async def start(self, timeout: float = 20.0) -> None:
-        """Start the child and return once its port accepts connections."""
+        """Start the child and return once it listens on its port.
+
+        The child says so on its stdout once its listener is bound: probing the port from
+        here could reach another program that took the port meanwhile. RuntimeError if the
+        child exits first (e.g. the port is taken) or does not listen within ``timeout``.
+        """
         if self._proc is not None:
             return
         require_amqtt()
-        self._proc = await asyncio.create_subprocess_exec(
+        self._proc = proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "battery_hawk.simulator.broker",
             "--host", self.host, "--port", str(self.port), "--parent", str(os.getpid()),
+            stdout=asyncio.subprocess.PIPE,  # one line: READY (nothing else is written)
             # its own session: Ctrl-C in the terminal reaches the demo only, which then
             # stops in order (flush, offline) before it stops the broker
             start_new_session=True,
-            stdout=asyncio.subprocess.DEVNULL if self.quiet else None,
             stderr=asyncio.subprocess.DEVNULL if self.quiet else None,
         )
-        deadline = time.monotonic() + timeout
-        while not await self._accepts():
-            if self._proc.returncode is not None or time.monotonic() > deadline:
-                await self.stop()
-                raise RuntimeError(f"the embedded broker did not listen on {self.port}")
-            await asyncio.sleep(0.05)
-
-    async def _accepts(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        assert proc.stdout is not None
+        line = b""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                line = await proc.stdout.readline()
+        if line.strip() != READY:
+            await self.stop()
+            raise RuntimeError(f"the embedded broker did not listen on {self.port}")
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -194,7 +192,15 @@ async def _serve(host: str, port: int, parent: int | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with EmbeddedBroker(port, host):
+    broker = EmbeddedBroker(port, host)
+    try:
+        await broker.start()
+    except Exception as exc:  # amqtt wraps a taken port in its own BrokerError
+        print(f"battery-hawk broker: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    sys.stdout.buffer.write(READY + b"\n")
+    sys.stdout.flush()
+    async with broker:
         while not stop.is_set():
             if parent is not None and os.getppid() != parent:
                 break  # the demo died without stopping us: do not linger
