@@ -42,6 +42,7 @@ class RetainedTopics:
         self._sessions = 0
         self.reassertions = 0  # rounds done (new sessions and births)
         self.births_answered = 0  # rounds done for Home Assistant's birth message
+        self.births_received = 0  # birth messages seen, answered or folded
 
     def __len__(self) -> int:
         return len(self._current)
@@ -80,6 +81,7 @@ class RetainedTopics:
 
     def birth(self) -> None:
         """Home Assistant said online: re-announce now, or once at the end of the interval."""
+        self.births_received += 1
         if self._pending is not None and not self._pending.done():
             return  # one is scheduled: this birth is folded into it
         now = self._clock()
