@@ -457,7 +457,10 @@ class Victron(Driver):
             parser = self._parsers[device_type] = device_type(self._hex_key)
         model_id = int.from_bytes(frame[2:4], "little")
         try:
-            plain = parser.decrypt(frame)
+            # victron-ble pads the ciphertext to whole blocks before it decrypts, and the
+            # pad decrypts to noise: a record cut short would read noise for its last
+            # fields. Keep what was sent, so a short record fails to parse instead.
+            plain = parser.decrypt(frame)[: len(frame) - HEADER_SIZE]
             fields = next((enum_fields[c] for c in device_type.__mro__ if c in enum_fields), ())
             plain, unknown = self._tame(plain, fields)
             parsed = parser.parse_decrypted(plain)
@@ -472,6 +475,8 @@ class Victron(Driver):
             raise
         except errors as exc:
             raise DecodeError(f"victron payload could not be parsed: {exc!r}") from exc
+        if reading.soc is not None and not 0 <= reading.soc <= 100:
+            raise DecodeError(f"victron state of charge {reading.soc} % is impossible")
         if model_id != self._model_id:
             self._model_id = model_id
             self.device_model = model_name(model_id)

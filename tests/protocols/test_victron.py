@@ -42,6 +42,23 @@ def test_short_payload_raises_decode_error(size: int) -> None:
         Victron(SMARTSHUNT_KEY).decode(SMARTSHUNT[:size])
 
 
+@pytest.mark.parametrize("size", range(9, len(SMARTSHUNT)))
+def test_a_record_cut_short_raises_decode_error(size: int) -> None:
+    # the capture's 15 encrypted bytes carry 118 bits of fields, so every cut loses some.
+    # victron-ble pads the ciphertext before decrypting; the pad must not become values.
+    with pytest.raises(DecodeError):
+        Victron(SMARTSHUNT_KEY).decode(SMARTSHUNT[:size])
+
+
+def test_state_of_charge_over_100_raises_decode_error() -> None:
+    # 10 bits of SoC in 0.1 % can say up to 102.2 % (0x3FF is "not available")
+    plain = frames._bits([(0xFFFF, 16), (1270, 16), (0, 16), (0, 16), (3, 2), (0, 22),
+                          (0, 20), (1015, 10)])
+    frame = frames.victron_payload(0x02, 0xA389, plain, SMARTSHUNT_KEY, nonce=7)
+    with pytest.raises(DecodeError, match="state of charge"):
+        Victron(SMARTSHUNT_KEY).decode(frame)
+
+
 def test_unsupported_readout_type_raises_decode_error() -> None:
     frame = SMARTSHUNT[:4] + b"\x06" + SMARTSHUNT[5:]  # 0x06 InverterRS: not parsed
     with pytest.raises(DecodeError):
