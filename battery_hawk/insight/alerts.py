@@ -148,10 +148,15 @@ class AlertEvaluator:
         seeded = {AlertKind(k) for k in active}
         self._status: dict[AlertKind, AlertStatus] = {}
         self._pending: dict[AlertKind, datetime] = {}
+        # kind -> (signal, fires low, band, hold): looked up once, not per reading
+        self._rules: dict[AlertKind, tuple[str, bool, float, float]] = {}
         for kind in thresholds.kinds():
             threshold = thresholds.threshold(kind)
             if threshold is not None:
                 self._status[kind] = AlertStatus(active=kind in seeded, threshold=threshold)
+                signal, low, _ = _RULES[kind]
+                self._rules[kind] = (signal, low, thresholds.band(kind),
+                                     thresholds.hold if kind in _HELD else 0.0)
 
     @property
     def thresholds(self) -> AlertThresholds:
@@ -175,13 +180,12 @@ class AlertEvaluator:
         free = set(released)
         changes: list[AlertChange] = []
         for kind, current in self._status.items():
-            signal, low, _ = _RULES[kind]
+            signal, low, band, hold = self._rules[kind]
             value = signals.get(signal)
             if value is None or not math.isfinite(value):
                 continue  # not reported this time: nothing is known, keep the state
             value = float(value)
             threshold = current.threshold
-            band = self._thresholds.band(kind)
             if current.active:
                 cleared = kind in free or (
                     value >= threshold + band if low else value <= threshold - band)
@@ -197,7 +201,6 @@ class AlertEvaluator:
                 self._status[kind] = AlertStatus(False, threshold, value, current.since)
                 continue
             first = self._pending.setdefault(kind, now)
-            hold = self._thresholds.hold if kind in _HELD else 0.0
             if (now - first).total_seconds() >= hold:
                 self._pending.pop(kind, None)
                 self._status[kind] = AlertStatus(True, threshold, value, now)
