@@ -169,12 +169,16 @@ class App:
     def transport(self) -> Transport:
         if self._transport is None:
             from battery_hawk.ble import BleakTransport
+            from battery_hawk.ble.recovery import RecoverySettings
 
             bt = self.config.bluetooth
             metrics = self.metrics
             self._transport = BleakTransport(
                 adapter=bt.adapter, connect_timeout=bt.connect_timeout,
                 max_concurrent_connections=bt.max_concurrent_connections,
+                recovery=RecoverySettings(enabled=bt.recovery.enabled,
+                                          stuck_after=bt.recovery.stuck_after,
+                                          silence=bt.recovery.silence),
                 on_recovery=lambda event: metrics.observe_adapter_recovery(
                     event.adapter, event.reason, event.method, event.ok),
             )

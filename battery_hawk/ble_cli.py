@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from battery_hawk.errors import ConfigError
+from battery_hawk.errors import ConfigError, InProgressError
 
 if TYPE_CHECKING:
     from battery_hawk.ble.commands import ScanResult
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["devices_snippet", "mac_address", "read_main", "scan_main", "scan_table"]
 
 EXIT_OK = 0
+DAEMON_HOLDS_ADAPTER = (
+    "is the battery-hawk daemon running? It scans and connects all the time: "
+    "`sudo systemctl stop battery-hawk`, run this, then `sudo systemctl start battery-hawk`"
+)
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
 
 
@@ -101,6 +105,8 @@ async def scan_main(args: argparse.Namespace, out: TextIO = sys.stdout,
     progress = _Progress(args.adapter, args.timeout, err)
     try:
         found = await scan_command(args.adapter, args.timeout, on_progress=progress)
+    except InProgressError as exc:
+        raise InProgressError(f"{exc}; {DAEMON_HOLDS_ADAPTER}") from exc
     finally:
         progress.done()
     if not found:
@@ -157,7 +163,10 @@ async def read_main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         raise ConfigError(f"unknown device type {type_name!r}; known types: "
                           f"{', '.join(sorted(DRIVERS))}", key="--type")
     key = _key(args, type_name)
-    reading = await read_command(args.adapter, address, type_name, key, args.timeout)
+    try:
+        reading = await read_command(args.adapter, address, type_name, key, args.timeout)
+    except InProgressError as exc:
+        raise InProgressError(f"{exc}; {DAEMON_HOLDS_ADAPTER}") from exc
     print(json.dumps({"address": address, "type": type_name,
                       **dataclasses.asdict(reading)}, indent=2), file=out)
     return EXIT_OK

@@ -31,6 +31,7 @@ __all__ = [
     "MQTT_TLS_PORT",
     "PASSWORD_CREDENTIAL",
     "PASSWORD_ENV",
+    "AdapterRecoveryConfig",
     "AlertConfig",
     "BluetoothConfig",
     "Config",
@@ -69,11 +70,23 @@ def _choice(*options: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class AdapterRecoveryConfig:
+    """When the daemon power-cycles a stuck adapter (battery_hawk/ble/recovery.py)."""
+
+    enabled: bool = True
+    # consecutive "in progress" / "not ready" failures before a power cycle
+    stuck_after: int = field(default=3, metadata=_bounds(1, 100))
+    # seconds of discovery without a single advertisement before a power cycle
+    silence: float = field(default=300.0, metadata=_bounds(10, 86400))
+
+
+@dataclass(frozen=True, slots=True)
 class BluetoothConfig:
     adapter: str = "hci0"
     scan_interval: float = field(default=30.0, metadata=_bounds(0, above=True))
     connect_timeout: float = field(default=20.0, metadata=_bounds(0, above=True))
     max_concurrent_connections: int = field(default=1, metadata=_bounds(1, 10))
+    recovery: AdapterRecoveryConfig = field(default_factory=AdapterRecoveryConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,3 +161,16 @@ def test_the_snippet_quotes_awkward_names() -> None:
         {"address": BM6_ADDR, "type": "bm6", "name": 'Van: "rear" #2'},
         {"address": BM7_ADDR, "type": "bm7", "name": "BM7 EE32"},
     ]
+
+
+def test_read_cli_in_progress_asks_whether_the_daemon_holds_the_adapter(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    fake_bluez.add_bm6(BM6_ADDR, CAR)
+    fake_bluez.set_adapter_stuck("in-progress")
+
+    done = cli(fake_bluez, "read", BM6_ADDR, "--type", "bm6", "--timeout", "5")
+
+    assert done.returncode == 1, done.stderr
+    assert "sudo systemctl stop battery-hawk" in done.stderr
+    assert fake_bluez.adapter_state()["power_log"] == []  # a command never power-cycles

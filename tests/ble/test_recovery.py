@@ -4,6 +4,7 @@ the fake BlueZ (real bleak backend)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,20 @@ async def test_rfkill_blocked_adapter_cannot_be_powered_and_says_so(
     with pytest.raises(AdapterNotReadyError, match="rfkill unblock bluetooth"):
         await dbus_power_cycle("hci0", timeout=5)
     assert fake_bluez.adapter_state()["power_log"] == ["off"]
+
+
+def test_recovery_is_configured_under_bluetooth_recovery(tmp_path: Path) -> None:
+    from battery_hawk.config import load_config
+    from battery_hawk.errors import ConfigError
+
+    base = ("mqtt: {broker: localhost}\n"
+            "devices: [{address: 'C8:47:80:00:00:01', type: bm6}]\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "bluetooth: {recovery: {enabled: false, stuck_after: 5}}\n")
+    recovery = load_config(str(good)).bluetooth.recovery
+    assert (recovery.enabled, recovery.stuck_after, recovery.silence) == (False, 5, 300.0)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "bluetooth: {recovery: {stuck_after: 0}}\n")
+    with pytest.raises(ConfigError, match=r"bluetooth\.recovery\.stuck_after"):
+        load_config(str(bad))
