@@ -102,7 +102,8 @@ class App:
         self._announced = Announcements(storage)
         self.gaps = GapLedger(storage)
         self.mqtt: MQTTInterface | None = build_mqtt(config) if config.mqtt.enabled else None
-        self.retained = RetainedTopics(self._publish_retained, debounce=birth_debounce)
+        self.retained = RetainedTopics(self._publish_retained, debounce=birth_debounce,
+                                       drained=self._mqtt_drained)
         self.coordinators: dict[str, DeviceCoordinator] = {}
         self._passive: dict[str, DeviceCoordinator] = {}  # by address, fed by the scanner
         self._by_address: dict[str, str] = {}  # address (upper case) -> device id
@@ -480,6 +481,10 @@ class App:
             if retain:
                 self.retained.record(topic, payload)
             await self.mqtt.publish(topic, payload, qos=self.config.mqtt.qos, retain=retain)
+
+    async def _mqtt_drained(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.flush(FLUSH_TIMEOUT)
 
     async def _publish_retained(self, topic: str, payload: bytes) -> None:
         if self.mqtt is not None:

@@ -32,8 +32,10 @@ class RetainedTopics:
     """Current payload of every retained topic published; re-asserts them on demand."""
 
     def __init__(self, publish: Publish, *, debounce: float = 5.0,
+                 drained: Callable[[], Awaitable[object]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._publish = publish
+        self._drained = drained
         self._debounce = debounce
         self._clock = clock
         self._current: dict[str, bytes] = {}
@@ -66,9 +68,13 @@ class RetainedTopics:
         """Hook for every new broker session: re-assert all but on the first session.
 
         Everything published since start is queued for, or was sent on, the first one.
+        The backlog goes first (``drained``): it is older, and without a spool a round
+        of state must not push queued readings out of a small memory queue.
         """
         self._sessions += 1
         if self._sessions > 1:
+            if self._drained is not None:
+                await self._drained()
             await self.reassert()
 
     async def reassert(self) -> None:

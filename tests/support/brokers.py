@@ -278,6 +278,7 @@ class TcpGate:
       this keeps paho's blocking connect inside its handshake.
     * ``drop_next()`` throws away the next chunk the client sends (one whole MQTT
       packet when the client sends one small packet at a time).
+    * ``cut()`` aborts every relayed connection at once (both sides see a reset).
 
     ``accepted`` counts clients let in; ``open_clients`` those whose socket is still open.
     """
@@ -294,6 +295,7 @@ class TcpGate:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._flowing: list[asyncio.Event] = []
+        self._sockets: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, HOST, self.port)
@@ -316,6 +318,11 @@ class TcpGate:
 
     def drop_next(self) -> None:
         self.to_drop = 1
+
+    def cut(self) -> None:
+        for writer in list(self._sockets):
+            writer.transport.abort()
+        self._sockets.clear()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -343,6 +350,7 @@ class TcpGate:
         flowing = asyncio.Event()
         flowing.set()
         self._flowing.append(flowing)
+        self._sockets.update((writer, up_writer))
         self._spawn(self._pipe(up_reader, writer, flowing, from_client=False))
         down = self._spawn(self._pipe(reader, up_writer, flowing, from_client=True))
         down.add_done_callback(lambda _: self._client_gone(writer))
