@@ -395,3 +395,68 @@ async def test_a_corrupt_spool_at_start_is_moved_aside_and_readings_flow(
     assert code == 0, daemon.log[-3000:]
     assert daemon.log.count("was corrupt: moved aside") == 1
     assert [p.name for p in state.glob("spool.sqlite.corrupt-*")]
+
+
+async def retained_only(port: int, topic: str) -> list[str]:
+    """What `mosquitto_sub --retained-only` prints within a second: the retained messages."""
+    proc = await asyncio.create_subprocess_exec(
+        "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-v",
+        "--retained-only", "-W", "1", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    return out.decode().splitlines()
+
+
+async def test_retained_state_is_back_after_a_broker_restart_and_births_are_debounced(
+    tmp_path: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto
+) -> None:
+    add_devices(fake_bluez)
+    http_port = free_port()
+    async with Subscriber(mosquitto.port, "#") as sub:
+        daemon = Daemon(write_config(tmp_path, mosquitto.port, http_port), fake_bluez,
+                        http_port)
+        await daemon.start()
+        try:
+            await sub.wait_for(lambda _: all(len(readings(sub).get(d, {})) >= 2
+                                             for d in IDS_USED), timeout=60)
+            # 1. a broker without persistence forgets every retained message
+            mosquitto.kill()
+            await mosquitto.start_async()
+            loop = asyncio.get_running_loop()
+            restarted = loop.time()
+            wanted = {f"battery_hawk/device/{d}/availability online" for d in IDS_USED}
+            async with asyncio.timeout(10):
+                while not wanted <= set(await retained_only(
+                        mosquitto.port, "battery_hawk/device/+/availability")):
+                    pass  # each look waits up to a second for retained messages
+            assert loop.time() - restarted < 10
+            back = await retained_only(mosquitto.port, "#")
+            assert "battery_hawk/gateway/chaos/status online" in back
+            assert any(line.startswith("homeassistant/sensor/") for line in back)
+            assert any(line.startswith("homeassistant/binary_sensor/") for line in back)
+
+            # 2. 200 births: readings go on, none dropped, discovery re-sent at most twice
+            await sub.stop()
+            sub.messages.clear()  # from here on the subscriber misses nothing
+            await sub.start()
+            await sub.wait_for(lambda _: all(len(readings(sub).get(d, {})) >= 1
+                                             for d in IDS_USED), timeout=30)
+            first_seen = {d: min(readings(sub)[d]) for d in IDS_USED}
+            config_topic = next(line.split()[0] for line in back
+                                if line.startswith("homeassistant/sensor/"))
+            before = [t for t, _ in sub.messages].count(config_topic)
+            for _ in range(200):
+                await publish_once(mosquitto.port, "homeassistant/status", "online")
+            newest = await daemon.wait_readings(3)
+            await sub.wait_for(lambda _: all(
+                set(range(first_seen[d], newest[d] + 1)) <= set(readings(sub)[d])
+                for d in IDS_USED), timeout=30)
+            metrics = await asyncio.to_thread(_get_text,
+                                              f"http://127.0.0.1:{http_port}/metrics")
+        finally:
+            code = await daemon.stop()
+    assert code == 0, daemon.log[-3000:]
+    resent = [t for t, _ in sub.messages].count(config_topic) - before
+    assert resent <= 2
+    assert daemon.log.count("Home Assistant is online") <= 2
+    assert metric(metrics, "battery_hawk_mqtt_messages_dropped_total") == 0
