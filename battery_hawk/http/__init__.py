@@ -1,6 +1,6 @@
 """HTTP status server: Prometheus /metrics, /health, /api/devices and a status page."""
 
-from battery_hawk.http.metrics import CONTENT_TYPE, Metrics, MqttStatsSource
+from battery_hawk.http.metrics import Metrics, MqttStatsSource
 from battery_hawk.http.server import HttpServer
 from battery_hawk.http.status import (
     DeviceStatus,
@@ -12,7 +12,6 @@ from battery_hawk.http.status import (
 )
 
 __all__ = [
-    "CONTENT_TYPE",
     "DeviceStatus",
     "HealthSnapshot",
     "HttpServer",

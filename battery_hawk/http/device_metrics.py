@@ -3,7 +3,8 @@
 Every series is labelled by ``device_id`` only, so renaming a device does not break its
 history; name, model and address are in ``battery_hawk_device_info``. Counters are
 exposed as ``*_total`` without ``*_created`` series. Keeping plain values (no client
-objects, no locks) makes the per-reading cost a few dictionary writes.
+objects, no locks) makes the per-reading cost a few dictionary writes, and
+prometheus_client (about 4 MiB) is imported only when /metrics is first scraped.
 """
 
 from __future__ import annotations
@@ -11,17 +12,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Final
 
 from battery_hawk.models import DeviceInfo, DeviceReading
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 __all__ = ["FIELDS", "READ_BUCKETS", "DeviceCollector"]
 
@@ -71,7 +67,7 @@ class _Device:
     alerts: dict[str, bool] = field(default_factory=dict)
 
 
-class DeviceCollector(Collector):
+class DeviceCollector:
     """Holds each device's latest figures; ``collect`` makes the metric families."""
 
     def __init__(self) -> None:
@@ -141,6 +137,8 @@ class DeviceCollector(Collector):
             device.alerts = dict(active)
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
         devices = sorted(self._devices.items())
         info = GaugeMetricFamily(
             "battery_hawk_device_info",
@@ -203,6 +201,8 @@ def _bound(value: float) -> str:
 
 
 def _gauge(name: str, text: str, values: Iterable[tuple[str, float | None]]) -> Metric:
+    from prometheus_client.core import GaugeMetricFamily
+
     family = GaugeMetricFamily(name, text, labels=["device_id"])
     for did, value in values:
         if value is not None:
@@ -211,6 +211,8 @@ def _gauge(name: str, text: str, values: Iterable[tuple[str, float | None]]) -> 
 
 
 def _counter(name: str, text: str, values: Iterable[tuple[str, int]]) -> Metric:
+    from prometheus_client.core import CounterMetricFamily
+
     family = CounterMetricFamily(name, text, labels=["device_id"])
     for did, value in values:
         family.add_metric([did], float(value))

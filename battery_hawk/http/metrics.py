@@ -7,29 +7,20 @@ import platform
 import re
 from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
-from typing import Final
-
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    generate_latest,
-)
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Final
 
 from battery_hawk import __version__
 from battery_hawk.http.device_metrics import DeviceCollector
 from battery_hawk.models import DeviceInfo, DeviceReading
 
-__all__ = ["CONTENT_TYPE", "MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+__all__ = ["MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource"]
 
 _LOG = logging.getLogger(__name__)
 
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 MqttStatsSource = Callable[[], Mapping[str, object]]
 """Returns the MQTTInterface stats at scrape time (e.g. a bound ``stats()`` method)."""
@@ -71,7 +62,7 @@ _MQTT_HELP: Final[Mapping[str, str]] = {
 }
 
 
-class _MqttCollector(Collector):
+class _MqttCollector:
     """Turns the MQTT stats mapping into metrics at scrape time.
 
     ``connection_state`` becomes a state-set style gauge (label ``state``) plus
@@ -84,6 +75,8 @@ class _MqttCollector(Collector):
         self.source: MqttStatsSource | None = None
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         if self.source is None:
             return
         try:
@@ -128,13 +121,15 @@ class _MqttCollector(Collector):
                 yield GaugeMetricFamily(f"battery_hawk_mqtt_{name}", text, value=value)
 
 
-class _CodeCollector(Collector):
+class _CodeCollector:
     """Unknown enum codes per device and field (e.g. a Victron off reason), at scrape time."""
 
     def __init__(self) -> None:
         self.source: CodeCountSource | None = None
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         family = CounterMetricFamily(
             "battery_hawk_unknown_codes",
             "Codes a decoder did not know (the field was published as null)",
@@ -162,27 +157,49 @@ class Metrics:
         process: bool = True,
         mqtt_stats: MqttStatsSource | None = None,
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        reg = self.registry
         self._devices = DeviceCollector()
-        reg.register(self._devices)
-        reg.register(_BuildInfo())
         self._recoveries = _RecoveryCollector()
-        reg.register(self._recoveries)
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
-        reg.register(self._mqtt)
         self._codes = _CodeCollector()
-        reg.register(self._codes)
-        if process:
-            self._add_process_collectors()
+        self._process = process
+        self._registry: CollectorRegistry | None = None
+        if registry is not None:
+            self._fill(registry)
 
-    def _add_process_collectors(self) -> None:
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry of every series, made at the first scrape (prometheus_client is
+        imported then, not at start-up: a daemon nobody scrapes does not carry it)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._fill(CollectorRegistry())
+        assert self._registry is not None
+        return self._registry
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type of ``render()``'s text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return str(CONTENT_TYPE_LATEST)
+
+    def _fill(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        for collector in (self._devices, _BuildInfo(), self._recoveries, self._mqtt,
+                          self._codes):
+            registry.register(collector)
+        if self._process:
+            self._add_process_collectors(registry)
+
+    @staticmethod
+    def _add_process_collectors(registry: CollectorRegistry) -> None:
         from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
         for factory in (ProcessCollector, PlatformCollector, GCCollector):
             try:
-                factory(registry=self.registry)
+                factory(registry=registry)
             except Exception:  # e.g. no /proc: the daemon's own metrics still work
                 _LOG.debug("%s unavailable", factory.__name__, exc_info=True)
 
@@ -234,17 +251,21 @@ class Metrics:
         self._devices.online(device, online)
 
     def render(self) -> bytes:
-        """The text exposition format (CONTENT_TYPE) of everything in the registry."""
+        """The text exposition format (``content_type``) of everything in the registry."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 
-class _RecoveryCollector(Collector):
+class _RecoveryCollector:
     """Adapter power cycles, as a counter without a _created series."""
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str, str, str], int] = {}
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         family = CounterMetricFamily(
             "battery_hawk_adapter_recoveries",
             "Power cycles of a stuck Bluetooth adapter (reason: stuck / silent; "
@@ -255,8 +276,10 @@ class _RecoveryCollector(Collector):
         yield family
 
 
-class _BuildInfo(Collector):
+class _BuildInfo:
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         family = GaugeMetricFamily("battery_hawk_build_info",
                                    "Always 1; labels say which battery-hawk and Python run",
                                    labels=["version", "python"])

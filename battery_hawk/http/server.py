@@ -20,7 +20,6 @@ from urllib.parse import unquote, urlsplit
 
 import h11
 
-from battery_hawk.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from battery_hawk.http.metrics import Metrics
 from battery_hawk.http.page import render_page
 from battery_hawk.http.routes import (
@@ -295,7 +294,7 @@ class HttpServer:
     # --- endpoints -------------------------------------------------------------------
 
     def _render_metrics(self, _request: Request) -> Response:
-        return HTTPStatus.OK, METRICS_CONTENT_TYPE, self._metrics.render()
+        return HTTPStatus.OK, self._metrics.content_type, self._metrics.render()
 
     def _health(self, _request: Request) -> Response:
         health, devices = self._provider.health(), self._provider.devices()
