@@ -103,6 +103,7 @@ class DeviceCoordinator:
         self.wants_visit = wants_visit
         # several gateways on one site: False while another gateway owns the device
         self._may_read = may_read or (lambda: True)
+        self._woken = asyncio.Event()  # take_over(): visit now, not at the next slot
         self.driver = driver
         self.info = DeviceInfo(
             device_id=config.device_id,
@@ -177,8 +178,20 @@ class DeviceCoordinator:
             # a fixed schedule, so wake-up latency does not add up into drift; a visit
             # that overran its slot is followed at once by the next
             due = max(due + interval, self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), due - self._clock())
+            await self._sleep(stop, due - self._clock())
+            if self._woken.is_set():
+                self._woken.clear()
+                due = self._clock()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        """Sleep until ``stop`` is set, ``take_over()`` wakes us, or ``seconds`` pass."""
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def poll_once(self) -> Reading | None:
         """One visit: connect, fetch a reading, publish it. Failures are counted, not raised."""
@@ -251,9 +264,10 @@ class DeviceCoordinator:
         return self._started if last is None else max(last, self._started)
 
     def take_over(self) -> None:
-        """This gateway reads the device (again): availability counts from now."""
+        """This gateway reads the device (again): visit it now; availability counts from now."""
         self._started = self._clock()
         self.status.online = None
+        self._woken.set()
 
     def _complete(self, reading: Reading) -> Reading:
         """An advert reading with what adverts lack taken from a fresh connected reading."""

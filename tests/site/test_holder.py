@@ -93,3 +93,4 @@ def test_the_attributes_document_names_the_sign() -> None:
         "held_message": watch.check(2.0).message}  # type: ignore[union-attr]
     assert holder_attributes(None) == {"held_elsewhere": False, "held_sign": None,
                                        "held_message": None}
+
