@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -47,6 +47,7 @@ _LOGGER = logging.getLogger(__name__)
 ADAPTER_IFACE = "org.bluez.Adapter1"
 SYSFS_BLUETOOTH = Path("/sys/class/bluetooth")
 DBUS_TIMEOUT = 10.0
+UNKNOWN_MAC = "00:00:00:00:00:00"
 
 
 class RecoveryReason(StrEnum):
@@ -267,27 +268,41 @@ async def _adapter_mac(adapter: str) -> str:
         bus.disconnect()
 
 
+AutoRecover = Callable[[str, str, bool], Awaitable[bool]]
+"""(hciN, adapter MAC, gone silent) -> whether the adapter was recovered."""
+
+
 async def recover_adapter(
-    adapter: str, reason: RecoveryReason, *, escalate: bool = False
+    adapter: str,
+    reason: RecoveryReason,
+    *,
+    escalate: bool = False,
+    hardware: Callable[[str], bool] = _real_hardware,
+    auto_recover: AutoRecover = _auto_recovery,
 ) -> RecoveryEvent:
     """Power-cycle the adapter over D-Bus; on real hardware fall back to (or, with
     escalate, go straight to) bluetooth-auto-recovery. Never raises TransportError:
-    the outcome is in the event."""
-    hardware = adapter.startswith("hci") and _real_hardware(adapter)
+    the outcome is in the event. hardware / auto_recover are for tests."""
+    real = adapter.startswith("hci") and hardware(adapter)
     failure = ""
-    if not (escalate and hardware):
+    if not (escalate and real):
         try:
             await dbus_power_cycle(adapter)
             return RecoveryEvent(adapter, reason, "dbus", True, "Powered off and on over D-Bus")
         except TransportError as exc:
             failure = str(exc)
-            if not hardware:
+            if not real:
                 return RecoveryEvent(adapter, reason, "dbus", False, failure)
     try:
         mac = await _adapter_mac(adapter)
-        ok = await _auto_recovery(adapter, mac, reason is RecoveryReason.SILENT)
+    except TransportError:
+        mac = UNKNOWN_MAC  # bluetooth-auto-recovery finds the adapter by its name too
+    try:
+        ok = await auto_recover(adapter, mac, reason is RecoveryReason.SILENT)
     except (TransportError, OSError, ImportError, ValueError) as exc:
         detail = f"{failure}; bluetooth-auto-recovery failed: {exc}".lstrip("; ")
         return RecoveryEvent(adapter, reason, "bluetooth-auto-recovery", False, detail)
     detail = "reset by bluetooth-auto-recovery" if ok else "bluetooth-auto-recovery gave up"
+    if failure:
+        detail = f"{failure}; then {detail}"
     return RecoveryEvent(adapter, reason, "bluetooth-auto-recovery", ok, detail)

@@ -216,3 +216,55 @@ def test_recovery_is_configured_under_bluetooth_recovery(tmp_path: Path) -> None
     bad.write_text(base + "bluetooth: {recovery: {stuck_after: 0}}\n")
     with pytest.raises(ConfigError, match=r"bluetooth\.recovery\.stuck_after"):
         load_config(str(bad))
+
+
+async def test_on_real_hardware_a_refused_power_cycle_falls_back_to_auto_recovery(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    from battery_hawk.ble.recovery import recover_adapter
+
+    fake_bluez.set_adapter_power(False, rfkill=True)  # D-Bus cannot switch it on
+    asked: list[tuple[str, str, bool]] = []
+
+    async def auto_recover(adapter: str, mac: str, gone_silent: bool) -> bool:
+        asked.append((adapter, mac, gone_silent))
+        return True
+
+    event = await recover_adapter("hci0", RecoveryReason.SILENT, hardware=lambda _: True,
+                                  auto_recover=auto_recover)
+
+    assert asked == [("hci0", "00:1A:7D:DA:71:01", True)]
+    assert (event.method, event.ok) == ("bluetooth-auto-recovery", True)
+    assert "Blocked through rfkill" in event.detail
+
+
+async def test_without_hardware_there_is_no_fallback(fake_bluez: FakeBlueZ) -> None:
+    from battery_hawk.ble.recovery import recover_adapter
+
+    fake_bluez.set_adapter_power(False, rfkill=True)
+
+    async def auto_recover(adapter: str, mac: str, gone_silent: bool) -> bool:
+        raise AssertionError("bluetooth-auto-recovery needs real hardware")
+
+    event = await recover_adapter("hci0", RecoveryReason.STUCK, hardware=lambda _: False,
+                                  auto_recover=auto_recover)
+    assert (event.method, event.ok) == ("dbus", False)
+    assert "rfkill unblock bluetooth" in event.detail
+
+
+async def test_an_escalated_recovery_goes_straight_to_auto_recovery(
+    fake_bluez: FakeBlueZ,
+) -> None:
+    from battery_hawk.ble.recovery import recover_adapter
+
+    asked: list[bool] = []
+
+    async def auto_recover(adapter: str, mac: str, gone_silent: bool) -> bool:
+        asked.append(gone_silent)
+        return False
+
+    event = await recover_adapter("hci0", RecoveryReason.STUCK, escalate=True,
+                                  hardware=lambda _: True, auto_recover=auto_recover)
+    assert asked == [False]
+    assert (event.method, event.ok) == ("bluetooth-auto-recovery", False)
+    assert fake_bluez.adapter_state()["power_log"] == []  # D-Bus was not tried again
