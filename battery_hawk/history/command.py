@@ -91,6 +91,7 @@ async def history_command(
     DecodeError from the download.
     """
     from battery_hawk.ble.history import fetch_history
+    from battery_hawk.ble.recovery import RecoverySettings
     from battery_hawk.ble.transport import BleakTransport
     from battery_hawk.protocols import get_driver
 
@@ -109,7 +110,10 @@ async def history_command(
         raise ConfigError(str(exc), key="--key") from None
     pages = MAX_PAGES if since is None else pages_for(since)
     records = await fetch_history(
-        BleakTransport(adapter, connect_timeout=timeout), address.upper(), driver,
+        # a one-off command never power-cycles an adapter the daemon may be using
+        BleakTransport(adapter, connect_timeout=timeout,
+                       recovery=RecoverySettings(enabled=False)),
+        address.upper(), driver,
         pages=pages, timeout=timeout, now=now,
     )
     if since is not None:
