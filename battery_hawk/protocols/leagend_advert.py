@@ -78,8 +78,10 @@ def ibeacon_uuid(adv: Advertisement) -> str | None:
 
 def advert_blocks(adv: Advertisement) -> Iterator[bytes]:
     """Each 16-byte manufacturer-data record rebuilt whole (company id bytes + data)."""
+    # The length alone tells a block from the iBeacon (23 bytes): a block whose first two
+    # ciphertext bytes happen to be 4c 00 is filed under Apple's id and is still a block.
     for company, data in adv.manufacturer_data.items():
-        if company != APPLE_COMPANY_ID and len(data) == BLOCK - 2 and 0 <= company <= 0xFFFF:
+        if len(data) == BLOCK - 2 and 0 <= company <= 0xFFFF:
             yield company.to_bytes(2, "little") + bytes(data)
 
 

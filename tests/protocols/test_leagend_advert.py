@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from battery_hawk.errors import DecodeError, NotAReading
@@ -59,6 +59,8 @@ def test_bm7_adverts_are_not_decoded() -> None:
         BM7().decode_advert(_block_advert(bytes(16)))
 
 
+@example(centivolts=43263, soc=50, mac=bytes.fromhex("c0ffee000003"))  # BM6 block under 0x004C
+@example(centivolts=20786, soc=50, mac=bytes.fromhex("c0ffee000003"))  # BM2 block under 0x004C
 @given(
     centivolts=st.integers(0, 0xFFFF),
     soc=st.integers(0, 100),
