@@ -299,7 +299,9 @@ def load_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=name) from None
+        raise ConfigError(
+            f"invalid YAML{where}: {problem}{_yaml_hint(problem)}", file=name
+        ) from None
     return parse_config(data if data is not None else {}, file=name, environ=environ)
 
 
@@ -611,6 +613,12 @@ class _Loader:
             except ValueError as exc:
                 self.fail(path, str(exc))
         if hint in (int, float):
+            if isinstance(raw, str):
+                self.fail(
+                    path,
+                    f"expected a number, got the string {raw!r}; write the number alone, "
+                    "without quotes or a unit, with a point for decimals (60, 11.8)",
+                )
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 self.fail(path, f"expected a number, got {_kind(raw)}")
             if hint is int and not float(raw).is_integer():
@@ -656,6 +664,18 @@ class _Loader:
                 self.fail(path, f"must be at least {lo}, got {number}")
         if hi is not None and number > hi:
             self.fail(path, f"must be at most {hi}, got {number}")
+
+
+def _yaml_hint(problem: str) -> str:
+    """How to fix the YAML mistakes people make most, from PyYAML's problem text."""
+    if "'\\t'" in problem:
+        return "; YAML indents with spaces only: replace the tab with spaces"
+    if "mapping values are not allowed" in problem:
+        return (
+            "; check this line's indentation against the line above (keys of one "
+            "mapping start in the same column), and quote a value that holds ': '"
+        )
+    return ""
 
 
 def _kind(value: object) -> str:

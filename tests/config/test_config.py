@@ -107,6 +107,24 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
     assert "invalid YAML" in str(error) and "line" in str(error)
 
 
+def test_a_tab_in_yaml_says_to_indent_with_spaces(tmp_path: Path) -> None:
+    error = error_for(tmp_path, "mqtt:\n\tbroker: localhost\n")
+    assert "line 2" in str(error) and "replace the tab with spaces" in str(error)
+
+
+def test_a_misindented_key_says_to_check_the_indentation(tmp_path: Path) -> None:
+    text = "devices:\n- address: 'AA:BB:CC:DD:EE:01'\n  type: bm6\n   name: x\n"
+    assert "indentation" in str(error_for(tmp_path, text))
+
+
+@pytest.mark.parametrize("value", ["60s", "'60'", "11,8"])
+def test_a_number_written_as_a_string_says_how_to_write_it(tmp_path: Path, value: str) -> None:
+    text = f"devices:\n- address: 'AA:BB:CC:DD:EE:01'\n  type: bm6\n  poll_interval: {value}\n"
+    error = error_for(tmp_path, text)
+    assert "devices[0].poll_interval" in str(error)
+    assert "without quotes or a unit" in str(error)
+
+
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read file"):
         load_config(tmp_path / "missing.yaml")
