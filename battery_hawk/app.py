@@ -344,6 +344,11 @@ class App:
                 await self._publish(topic, payload, retain=True)
             self._announced.forget(device_id)
 
+    async def withdraw_gateway(self) -> None:
+        """Empty the gateway's retained discovery documents: Home Assistant deletes it."""
+        for topic, _ in gateway_discovery_messages(self.topics):
+            await self._publish(topic, b"", retain=True)
+
     async def reload(self, config: Config) -> None:
         """Apply a new device list (SIGHUP); other sections need a restart."""
         ignored = [f.name for f in dataclasses.fields(config)

@@ -199,6 +199,7 @@ async def run_demo(options: DemoOptions) -> int:
                     await broker.start()
             if external:  # leave the user's broker and Home Assistant as they were
                 await app.reload(dataclasses.replace(app.config, devices=()))
+                await app.withdraw_gateway()
         finally:
             await app.stop()
             if broker is not None:

@@ -56,6 +56,8 @@ async def test_demo_against_your_broker_shows_its_devices_then_cleans_up(
     retained = await _retained(mosquitto.port, mqtt_subscriber)
     left = [t for t in retained if "5a0000" in t]
     assert left == []  # the demo's devices are gone from HA and from the broker
+    gateway = [t for t in retained if t.startswith("homeassistant/") and "gateway_demo" in t]
+    assert gateway == []  # and so is the gateway device they hung under
 
 
 @pytest.mark.parametrize(("argv", "words"), [
