@@ -131,6 +131,7 @@ def split_broker(text: str) -> tuple[str, int]:
 async def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C or ``duration``; returns the exit code."""
     external = options.broker is not None
+    bind: str | None = None  # None: the user's broker, none of ours
     if external:
         host, port = split_broker(options.broker or "")
     else:
@@ -147,11 +148,42 @@ async def run_demo(options: DemoOptions) -> int:
     fleet = demo_fleet(options.devices, seed=options.seed, start=loop.time(),
                        bm2_interval=min(1.0, interval))
     transport = SimTransport(fleet, advert_interval=min(1.0, interval))
+    started: list[App] = []
+    stop_asked = False
+
+    def ask_stop() -> None:  # Ctrl-C may come while the broker or the app still starts
+        nonlocal stop_asked
+        stop_asked = True
+        for running in started:
+            running.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, ask_stop)
+    try:
+        app = await _run(options, transport, started, lambda: stop_asked,
+                         host=host, port=port, bind=bind,
+                         http_port=http_port, interval=interval)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    stats = app.mqtt.stats if app.mqtt else None
+    if stats is not None:
+        print(f"demo ended: {stats.messages_published} messages published, "
+              f"{stats.messages_dropped} dropped, {stats.queue_size} undelivered", flush=True)
+    return 0
+
+
+async def _run(options: DemoOptions,
+               transport: SimTransport, started: list[App], stop_asked: Callable[[], bool],
+               *, host: str, port: int, bind: str | None, http_port: int,
+               interval: float) -> App:
+    """Broker (unless ``bind`` is None: the user's broker), app, intro, then the demo
+    until stopped; returns the stopped app."""
     with contextlib.ExitStack() as stack:
         storage = options.storage or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="battery-hawk-demo-"))
         broker = None
-        if not external:
+        if bind is not None:
             broker = await _start_broker(port, bind, options.port,
                                          quiet=options.live and sys.stdout.isatty())
             port = broker.port
@@ -168,8 +200,9 @@ async def run_demo(options: DemoOptions) -> int:
             if broker is not None:
                 await broker.stop()
             raise
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, app.request_stop)
+        started.append(app)
+        if stop_asked():
+            app.request_stop()
         assert app.http is not None
         config = app.config  # the status page's port as bound (0 asks the system for one)
         config = dataclasses.replace(config, http=dataclasses.replace(
@@ -197,20 +230,14 @@ async def run_demo(options: DemoOptions) -> int:
             if broker is not None and not broker.running:
                 with contextlib.suppress(RuntimeError):  # drain the last readings if we can
                     await broker.start()
-            if external:  # leave the user's broker and Home Assistant as they were
+            if bind is None:  # leave the user's broker and Home Assistant as they were
                 await app.reload(dataclasses.replace(app.config, devices=()))
                 await app.withdraw_gateway()
         finally:
             await app.stop()
             if broker is not None:
                 await broker.stop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    stats = app.mqtt.stats if app.mqtt else None
-    if stats is not None:
-        print(f"demo ended: {stats.messages_published} messages published, "
-              f"{stats.messages_dropped} dropped, {stats.queue_size} undelivered", flush=True)
-    return 0
+    return app
 
 
 async def _start_broker(port: int, bind: str, asked: int, *,
