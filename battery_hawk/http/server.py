@@ -11,7 +11,6 @@ call need, and leaves nothing for a garbage request to grow. Routes live in a Ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from http import HTTPStatus
@@ -167,11 +166,22 @@ class HttpServer:
             # a cancelled client_connected_cb task as an unhandled error.
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await self._close(writer)
             if task is not None:
                 self._handlers.discard(task)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close the connection; one whose client does not read what is left to send is
+        dropped after the request timeout (a graceful close would wait for it forever and
+        hold a connection slot: 64 such clients would shut everyone out)."""
+        writer.close()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await writer.wait_closed()
+        except (TimeoutError, asyncio.CancelledError):
+            writer.transport.abort()  # stop() cancels too: end quietly, as above
+        except (ConnectionError, OSError):
+            return  # the client's side of the close is not ours to report
 
     async def _next_event(self, reader: asyncio.StreamReader, conn: h11.Connection,
                           counted: list[int]) -> object:

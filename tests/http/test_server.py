@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.request
 from dataclasses import replace
+from http import HTTPStatus
 
 from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
 from battery_hawk.http.routes import Request, Response, RouteTable, is_admin, json_response
 from battery_hawk.http.server import MAX_BODY_BYTES
 from tests.http.conftest import CAR, CAR_READING, FakeProvider, get, raw_request
+from tests.support.brokers import wait_until
 
 
 async def test_health_is_ok_with_200_when_everything_is_up(server: HttpServer) -> None:
@@ -190,6 +193,32 @@ async def test_oversized_request_head_is_refused(server: HttpServer) -> None:
 async def test_a_client_that_never_finishes_its_request_times_out(server: HttpServer) -> None:
     reply = await raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n")
     assert reply.status == 408
+
+
+async def test_clients_that_never_read_their_answer_do_not_hold_the_server(
+    metrics: Metrics, provider: FakeProvider
+) -> None:
+    """More such clients than connection slots: each is dropped after the timeout, so a
+    scraper that comes later is served (a graceful close used to wait for them forever)."""
+    big = (HTTPStatus.OK, "text/plain", b"x" * 8_000_000)  # more than the socket buffers
+    loop = asyncio.get_running_loop()
+    async with HttpServer("127.0.0.1", 0, metrics, provider, request_timeout=0.5,
+                          max_connections=2) as srv:
+        srv.add_route("GET", "/big", lambda _request: big)
+        sockets = []
+        try:
+            for _ in range(3):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", srv.port))
+                await loop.sock_sendall(sock, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                sockets.append(sock)  # and never read
+            await wait_until(lambda: not srv._handlers, timeout=30)
+            assert (await get(srv.port, "/health")).status == 200
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 async def test_a_client_that_hangs_up_early_does_not_hurt(server: HttpServer) -> None:
