@@ -164,3 +164,32 @@ def test_faults_of_every_kind_come_in_one_report(tmp_path: Path) -> None:
     assert keys == sorted(["gateway_id", "devices[0].address", "devices[2].poll_intervall",
                            "mqtt.tls.ca_cert", "devices[1].key", "devices[3].name",
                            "devices[4].key"])
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("mqtt: {port: 1883}\ndevices:\n" + BM6 + "mqtt: {port: 1884}\n", 5),
+    ("devices:\n  - {address: 'AA:BB:CC:DD:EE:01', type: bm6, type: victron}\n", 3),
+])
+def test_a_key_given_twice_is_refused_not_silently_overridden(
+    tmp_path: Path, text: str, line: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = check(tmp_path, text, capsys)
+    assert f"invalid YAML at line {line}" in err and "given twice" in err
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path: Path) -> None:
+    path = write(tmp_path, f"storage: {{path: '{tmp_path}'}}\n"
+                 "devices:\n  - &car {address: 'AA:BB:CC:DD:EE:01', type: bm6, name: Car}\n"
+                 "  - <<: *car\n    address: 'AA:BB:CC:DD:EE:02'\n    name: Van\n")
+    config = load_config(path)
+    assert [(d.address, d.type, d.name) for d in config.devices] == [
+        ("AA:BB:CC:DD:EE:01", "bm6", "Car"), ("AA:BB:CC:DD:EE:02", "bm6", "Van")]
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bh.yaml"
+    path.write_bytes(b"devices:\n  - name: Wohnmobil \xe4\n")  # Latin-1, not UTF-8
+    assert main(["check-config", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "0xe4" in err and "Traceback" not in err
