@@ -9,6 +9,7 @@ skipped by the caller: one garbled message never costs a lease.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,10 +62,23 @@ def _dumps(doc: dict[str, object]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite(value: object) -> float:
+    """A finite float; ValueError for NaN, an infinity or a number too big (1e400 parses
+    as an infinity)."""
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
 def _object(payload: bytes) -> dict[str, object]:
     try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PayloadError("not a JSON object")
@@ -97,13 +111,13 @@ def decode_report(payload: bytes) -> Report:
         if not isinstance(gateway, str) or not isinstance(devices, dict) \
                 or not isinstance(serves, list) or not isinstance(leases, dict):
             raise TypeError("wrong types")
-        heard = {str(did): Heard(None if h.get("rssi") is None else float(h["rssi"]),
-                                 float(h["age"])) for did, h in devices.items()}
+        heard = {str(did): Heard(None if h.get("rssi") is None else _finite(h["rssi"]),
+                                 _finite(h["age"])) for did, h in devices.items()}
         views = {str(did): LeaseView(int(v["term"]),
                                      None if v.get("owner") is None else str(v["owner"]))
                  for did, v in leases.items()}
-        origin, sent = str(doc.get("origin", "")), float(doc.get("sent", 0.0))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        origin, sent = str(doc.get("origin", "")), _finite(doc.get("sent", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise PayloadError(f"not a site report: {exc!r}") from None
     return Report(gateway, heard, frozenset(str(s) for s in serves), views, origin, sent)
 
@@ -129,7 +143,7 @@ def decode_lease(device_id: str, payload: bytes) -> LeaseMessage:
             raise TypeError("wrong types")
         action = Action(str(doc["action"]))
         token = str(doc.get("token", ""))
-        sent = float(doc.get("sent", 0.0))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as exc:
+        sent = _finite(doc.get("sent", 0.0))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"not a lease message: {exc!r}") from None
     return LeaseMessage(device_id, gateway, action, term, token, sent)

@@ -36,6 +36,9 @@ def test_a_lease_message_round_trips_and_names_its_device_by_topic() -> None:
     b"", b"not json", b"[1]", b'{"gateway": 3, "action": "claim", "term": 1}',
     b'{"gateway": "g", "action": "steal", "term": 1}',
     b'{"gateway": "g", "action": "renew", "term": true}',
+    b'{"gateway": "g", "action": "renew", "term": 1, "sent": NaN}',
+    b'{"gateway": "g", "action": "renew", "term": 1, "sent": 1e400}',
+    b"[" * 100_000,  # nesting deeper than the parser's recursion limit
 ])
 def test_a_garbled_lease_message_is_refused(payload: bytes) -> None:
     with pytest.raises(PayloadError):
@@ -45,6 +48,12 @@ def test_a_garbled_lease_message_is_refused(payload: bytes) -> None:
 @pytest.mark.parametrize("payload", [
     b"{}", b'{"gateway": "g", "devices": {"aa01": {"rssi": "loud"}}}',
     b'{"gateway": "g", "serves": "aa01"}', b'{"gateway": "g", "leases": {"aa01": {}}}',
+    # numbers a hearing could not have: they would win or lose every comparison
+    b'{"gateway": "g", "devices": {"aa01": {"rssi": NaN, "age": 1}}}',
+    b'{"gateway": "g", "devices": {"aa01": {"rssi": -60, "age": Infinity}}}',
+    b'{"gateway": "g", "devices": {"aa01": {"rssi": -1e400, "age": 1}}}',
+    b'{"gateway": "g", "devices": {"aa01": {"rssi": -60, "age": 1' + b"0" * 400 + b'}}}',
+    b'{"gateway": "g", "sent": -Infinity}', b"{" * 100_000,
 ])
 def test_a_garbled_report_is_refused(payload: bytes) -> None:
     with pytest.raises(PayloadError):
