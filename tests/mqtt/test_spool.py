@@ -209,3 +209,30 @@ async def test_a_corrupt_spool_is_moved_aside_and_the_interface_starts(
     assert aside[0].startswith(b"this is not an SQLite database")
     said = [r for r in caplog.records if "corrupt" in r.getMessage()]
     assert len(said) == 1
+
+
+async def test_a_large_announcement_round_with_the_broker_away_pushes_nothing_out(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # 200 devices x 10 retained documents, announced twice, with readings between them
+    config = ReconnectionConfig(max_retries=0, initial_retry_delay=0.05, max_retry_delay=0.2,
+                                connection_timeout=2, operation_timeout=2,
+                                message_queue_size=100)
+    async with TcpGate(mosquitto.port) as gate, Subscriber(mosquitto.port, "bh/#") as sub:
+        gate.shut()
+        iface = MQTTInterface(settings_for(gate.port), config, spool=Spool(tmp_path, 1 << 26))
+        async with iface:
+            for round_ in range(2):
+                for device in range(200):
+                    for doc in range(10):
+                        await iface.publish(f"bh/config/{device}/{doc}", f"v{round_}",
+                                            retain=True)
+                    await iface.publish(f"bh/readings/{device}", f"{round_}")
+            stats = iface.stats
+            assert (stats.messages_dropped, stats.queue_size) == (0, 2000 + 400)
+            gate.open()
+            assert await iface.flush(60)
+            await sub.wait_count(2400, timeout=60)
+        configs = {t: p for t, p in sub.messages if t.startswith("bh/config/")}
+        assert len(configs) == 2000 and set(configs.values()) == {b"v1"}
+        assert sum(t.startswith("bh/readings/") for t, _ in sub.messages) == 400
