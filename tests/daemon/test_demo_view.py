@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from battery_hawk.demo import FLAT_PROFILE, FLAT_START_SOC
 from battery_hawk.simulator.battery import BatteryModel
@@ -34,7 +31,6 @@ def _wait_for_screen(session: str, ready: Callable[[str], bool], timeout: float 
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_live_view_fits_80x24_and_ctrl_c_leaves_nothing_behind() -> None:
     port = free_port()
     session = f"bh-demo-{port}"
