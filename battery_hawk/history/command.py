@@ -38,7 +38,11 @@ def parse_since(text: str) -> timedelta:
     parts = _SPAN.findall(spec)
     if not parts or _SPAN.sub("", spec).strip():
         raise ConfigError(f"{text!r} is not a span like 90m, 6h or 1d", key="--since")
-    span = timedelta(seconds=sum(float(n) * _UNIT[u] for n, u in parts))
+    try:
+        span = timedelta(seconds=sum(float(n) * _UNIT[u] for n, u in parts))
+    except OverflowError:  # beyond timedelta's 999999999 days
+        raise ConfigError(f"{text!r} is longer than any monitor keeps history",
+                          key="--since") from None
     if span <= timedelta(0):
         raise ConfigError("the span must be above zero", key="--since")
     return span

@@ -63,6 +63,7 @@ def test_csv_prints_a_bm2_history_with_its_cranking_voltages(
         (["--type", "victron", "--key", "00" * 16], "keep no history"),
         (["--type", "bm99"], "unknown device type"),
         (["--type", "bm6", "--since", "six hours"], "not a span"),
+        (["--type", "bm6", "--since", "99999999999d"], "--since: '99999999999d' is longer"),
         (["--type", "bm6", "--key", "zz"], "--key: "),
     ],
 )
