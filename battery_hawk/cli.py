@@ -163,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Messages the daemon gave up on, kept in the spool under storage.path. "
         "Works while the daemon runs; a replayed message is delivered within seconds.")
     dlq.set_defaults(usage_error=dlq.error)
-    dlq.add_argument("action", choices=("list", "replay", "purge"))
+    dlq.add_argument("action", choices=("list", "replay", "purge"),
+                     help="list: show them (id, time, reason, topic); replay: send them to "
+                          "the broker again; purge: delete them")
     dlq.add_argument("--id", dest="ids", type=int, action="append", metavar="N",
                      help="only this dead letter (repeatable; default: all)")
     dlq.add_argument("--json", action="store_true",
