@@ -36,7 +36,7 @@ def _num(value: float | None, unit: str, digits: int) -> str:
 
 
 def _main_figure(last: DeviceReading | None) -> str:
-    """The figure a family is bought for: solar power, else current, else nothing."""
+    """The AMPS/SUN column: solar power (W) for a charger, else current (A), else nothing."""
     if last is None:
         return ""
     r = last.reading
@@ -72,7 +72,7 @@ COLUMNS: Sequence[_Column] = (
                                              "V", 2), right=True),
     _Column("SOC", 4, 80, lambda c, _: _num(r.reading.soc if (r := _reading(c)) else None,
                                             "%", 0), right=True),
-    _Column("MAIN", 9, 85, lambda c, _: _main_figure(_reading(c)), right=True),
+    _Column("AMPS/SUN", 9, 85, lambda c, _: _main_figure(_reading(c)), right=True),
     _Column("TEMP", 5, 20, lambda c, _: _num(r.reading.temperature if (r := _reading(c))
                                              else None, "C", 0), right=True),
     _Column("STATE", 11, 40, lambda c, _: str(r.reading.state or "") if (r := _reading(c))
