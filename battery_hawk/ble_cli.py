@@ -155,13 +155,12 @@ async def read_main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     says which, and suggests `battery-hawk scan`.
     """
     from battery_hawk.ble.commands import read_command
-    from battery_hawk.protocols import DRIVERS
+    from battery_hawk.protocols import DRIVERS, unknown_type_message
 
     address: str = args.address  # checked and normalised by mac_address() while parsing
     type_name = args.type_.strip().lower()
     if type_name not in DRIVERS:
-        raise ConfigError(f"unknown device type {type_name!r}; known types: "
-                          f"{', '.join(sorted(DRIVERS))}", key="--type")
+        raise ConfigError(unknown_type_message(type_name), key="--type")
     key = _key(args, type_name)
     try:
         reading = await read_command(args.adapter, address, type_name, key, args.timeout)

@@ -198,12 +198,16 @@ def _check_device_arguments(args: argparse.Namespace) -> None:
     """--type and --key of read / history: a bad or missing one is a usage error (exit 2)."""
     if getattr(args, "type_", None) is None:
         return
-    from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP, parse_key
+    from battery_hawk.protocols import (
+        DRIVERS,
+        VICTRON_KEY_HELP,
+        parse_key,
+        unknown_type_message,
+    )
 
     type_name = args.type_.strip().lower()
     if type_name not in DRIVERS:
-        args.usage_error(f"--type: unknown device type {args.type_!r}; known types: "
-                         f"{', '.join(sorted(DRIVERS))}")
+        args.usage_error(f"--type: {unknown_type_message(args.type_)}")
     help_text = f"; {VICTRON_KEY_HELP}" if DRIVERS[type_name].requires_key else ""
     key = None
     if args.key is not None:

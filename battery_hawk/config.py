@@ -490,7 +490,11 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
                    indices: list[int] | None = None) -> None:
     """The checks that span a device's keys, or several devices; ``indices`` are the
     devices' places in the file (devices that could not be built are not in the tuple)."""
-    from battery_hawk.protocols import DRIVERS, VICTRON_KEY_HELP  # registry of families
+    from battery_hawk.protocols import (  # registry of families
+        DRIVERS,
+        VICTRON_KEY_HELP,
+        unknown_type_message,
+    )
 
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
@@ -503,8 +507,7 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
 
         driver = DRIVERS.get(device.type)
         if driver is None:
-            known = ", ".join(sorted(DRIVERS))
-            fail(f"unknown device type {device.type!r}; known types: {known}", ".type")
+            fail(unknown_type_message(device.type), ".type")
             continue
         if driver.requires_key and device.key is None:
             where = f"; {VICTRON_KEY_HELP}" if device.type == "victron" else ""

@@ -34,6 +34,7 @@ __all__ = [
     "identify",
     "parse_key",
     "recognise",
+    "unknown_type_message",
     "uuid16",
 ]
 
@@ -69,15 +70,22 @@ class Match:
         return self.driver.family
 
 
+def unknown_type_message(type_name: str) -> str:
+    """What to say about a `type:` that names no driver: the known ones, and which a unit is."""
+    known = ", ".join(sorted(DRIVERS))
+    return (
+        f"unknown device type {type_name!r}; known types: {known} (a Victron SmartShunt, "
+        "BMV or SmartSolar is victron; another monitor with the Bluetooth Battery Service "
+        "is bas; `battery-hawk scan` names the type of each device it hears)"
+    )
+
+
 def get_driver(type_name: str) -> type[Driver]:
     """The driver class for a config `type:` (case-insensitive); UnknownDeviceType if none."""
     try:
         return DRIVERS[type_name.strip().lower()]
     except KeyError:
-        known = ", ".join(sorted(DRIVERS))
-        raise UnknownDeviceType(
-            f"unknown device type {type_name!r}; known types: {known}"
-        ) from None
+        raise UnknownDeviceType(unknown_type_message(type_name)) from None
 
 
 @cache

@@ -102,6 +102,13 @@ def test_unknown_type_lists_known_types(tmp_path: Path) -> None:
         assert family in str(error)
 
 
+def test_a_victron_model_name_as_type_says_it_is_victron(tmp_path: Path) -> None:
+    error = error_for(tmp_path, "devices: [{address: 'AA:BB:CC:DD:EE:01', type: smartshunt}]")
+    assert "devices[0].type" in str(error) and "SmartShunt, BMV or SmartSolar is victron" in str(
+        error
+    )
+
+
 def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
     error = error_for(tmp_path, "mqtt:\n  port: [1\n")
     assert "invalid YAML" in str(error) and "line" in str(error)
