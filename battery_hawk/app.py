@@ -1,4 +1,4 @@
-"""Builds the daemon from a Config, owns its tasks, and handles signals.
+"""Builds the daemon from a Config and owns its tasks (battery_hawk.daemon runs it).
 
 Readings flow coordinator -> App (the sink) -> the reading pipeline (battery_hawk.pipeline;
 ``_build_pipeline`` is the one place that orders its stages) -> MQTTInterface and metrics.
@@ -9,24 +9,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import signal
 import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from battery_hawk import __version__
 from battery_hawk.ble.link import Transport
-from battery_hawk.config import Config, DeviceConfig, load_config
+from battery_hawk.config import Config, DeviceConfig
 from battery_hawk.coordinator import DeviceCoordinator, offline_after
+from battery_hawk.daemon_status import DaemonStatus
 from battery_hawk.deadletters import register_routes as register_dead_letter_routes
-from battery_hawk.errors import BatteryHawkError, ConfigError
+from battery_hawk.errors import BatteryHawkError
 from battery_hawk.history.gapfill import GapFiller, GapLedger, GapWatch
-from battery_hawk.http import DeviceStatus as HttpDeviceStatus
-from battery_hawk.http import HealthSnapshot, HttpServer, Metrics
-from battery_hawk.http.routes import Request, Response, json_response
+from battery_hawk.http import HttpServer, Metrics
 from battery_hawk.insight import AlertThresholds
 from battery_hawk.insight.device import InsightSettings
 from battery_hawk.logs import bind
@@ -63,7 +59,7 @@ from battery_hawk.site.ownership import GRACE
 from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
 
-__all__ = ["App", "run_daemon"]
+__all__ = ["App"]
 
 _log = logging.getLogger(__name__)
 
@@ -95,8 +91,7 @@ class App:
         self._availability_interval = availability_interval
         self.started_at = time.monotonic()
         self._started = False
-        self._mqtt_seen_up = self.started_at  # last time MQTT was seen connected
-        self._last_items: dict[str, ProcessedReading] = {}  # for /api/devices and the page
+        self.last_items: dict[str, ProcessedReading] = {}  # for /api/devices and the page
         storage = Path(config.storage.path)
         self._seq = SeqStore(storage)
         self._announced = Announcements(storage)
@@ -121,6 +116,7 @@ class App:
             if (codes := getattr(c.driver, "unknown_codes", None))})
         self.site = self._build_site()
         self.holders = HolderBoard()  # who holds a Leagend monitor we cannot connect to
+        self.status = DaemonStatus(self)  # what /health and /api/devices show
         self._build_pipeline()
 
     def _build_site(self) -> SiteService | None:
@@ -322,7 +318,7 @@ class App:
             self._by_address.pop(coordinator.config.address.upper(), None)
         self.pipeline.forget(device_id)
         self.holders.forget(device_id)
-        self._last_items.pop(device_id, None)
+        self.last_items.pop(device_id, None)
         self.metrics.remove_device(device_id)
 
     async def _remove_stale_devices(self, keep: set[str]) -> None:
@@ -380,7 +376,7 @@ class App:
         if self.site is not None:
             self.site.heard(reading.device.device_id, None)  # a read counts as heard
             reading = dataclasses.replace(reading, gateway=self.config.gateway_id)
-        self._last_items[reading.device.device_id] = await self.pipeline.process(reading)
+        self.last_items[reading.device.device_id] = await self.pipeline.process(reading)
 
     async def _on_ownership(self, device_id: str, owned: bool) -> None:
         """Several gateways: this one reads a device now, or no longer."""
@@ -551,7 +547,7 @@ class App:
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
             await self._publish_holders()
-            self._mqtt_down_for()  # notes when MQTT was last up, for /health
+            self.status.mqtt_down_for()  # notes when MQTT was last up, for /health
             await self._check_alerts_between_readings()
 
     async def _check_alerts_between_readings(self) -> None:
@@ -575,10 +571,14 @@ class App:
             doc = self._stats.snapshot(mqtt_stats, self.coordinators.values(), self.started_at)
             await self._publish(self.topics.gateway_stats, doc)
 
+    def loop_states(self) -> dict[str, bool]:
+        """Each device loop and housekeeping task by name: True while it runs."""
+        return {t.get_name().removeprefix("battery-hawk:"): not t.done()
+                for t in (*self._tasks, *self._device_tasks.values())}
+
     def loops_alive(self) -> bool:
         """True while every device loop and housekeeping task is running."""
-        tasks = [*self._tasks, *self._device_tasks.values()]
-        return all(not t.done() for t in tasks) and (self.mqtt is None or self.mqtt.alive)
+        return all(self.loop_states().values()) and (self.mqtt is None or self.mqtt.alive)
 
     async def _watchdog_loop(self, interval: float) -> None:
         while True:
@@ -590,9 +590,10 @@ class App:
         http = self.config.http
         if not http.enabled:
             return
-        server = HttpServer(http.listen, http.port, self.metrics, self,
+        server = HttpServer(http.listen, http.port, self.metrics, self.status,
                             admin_token=http.admin_token)
-        server.add_route("POST", "/api/devices/{device_id}/reset-breaker", self._reset_breaker,
+        server.add_route("POST", "/api/devices/{device_id}/reset-breaker",
+                         self.status.reset_breaker,
                          admin=True)
         register_dead_letter_routes(server, self.mqtt)
         try:
@@ -602,114 +603,3 @@ class App:
                 f"cannot serve HTTP on {http.listen}:{http.port} ({exc.strerror or exc}); "
                 "change http.port or set http.enabled: false") from None
         self.http = server
-
-    # ---- StatusProvider (HTTP) ------------------------------------------------------
-
-    def _reset_breaker(self, request: Request) -> Response:
-        device_id = request.params["device_id"]
-        coordinator = self.coordinators.get(device_id)
-        if coordinator is None:
-            return json_response({"error": f"no device {device_id}"}, HTTPStatus.NOT_FOUND)
-        coordinator.reset_breaker()
-        return json_response({"device_id": device_id, "breaker": coordinator.breaker_state})
-
-    def _mqtt_down_for(self) -> float | None:
-        """Seconds MQTT has not been connected (None while it is, or when it is disabled)."""
-        if self.mqtt is None:
-            return None
-        now = time.monotonic()
-        if self.mqtt.connection_state.name == "CONNECTED":
-            self._mqtt_seen_up = now
-            return None
-        return now - self._mqtt_seen_up
-
-    def health(self) -> HealthSnapshot:
-        loops = {t.get_name().removeprefix("battery-hawk:"): not t.done()
-                 for t in (*self._tasks, *self._device_tasks.values())}
-        if self.mqtt is not None:
-            loops["mqtt"] = self.mqtt.alive
-        return HealthSnapshot(
-            mqtt_state=self.mqtt.connection_state.name.lower() if self.mqtt else "disabled",
-            uptime_s=time.monotonic() - self.started_at,
-            loops=loops,
-            mqtt_queue_size=self.mqtt.stats.queue_size if self.mqtt else None,
-            version=__version__,
-            mqtt_down_s=self._mqtt_down_for(),
-            mqtt_grace_s=self.config.http.health_mqtt_grace,
-        )
-
-    def devices(self) -> list[HttpDeviceStatus]:
-        result = []
-        now = time.time()
-        for did, coordinator in self.coordinators.items():
-            status = coordinator.status
-            last = status.last_reading
-            link = self.insight.link(did, now)
-            item = self._last_items.get(did)
-            insight = item.insight if item is not None else None
-            alerts = self.alerting.status(did)
-            result.append(HttpDeviceStatus(
-                info=coordinator.info, online=bool(status.online),
-                last_seen=last.timestamp if last else None, latest=last,
-                readings=status.readings, decode_errors=status.decode_errors,
-                transport_errors=status.transport_errors, last_error=status.last_error,
-                stale=coordinator.silent_for() >= offline_after(coordinator.config.poll_interval),
-                breaker=coordinator.breaker_state,
-                success_rate=link.success_rate if link else None,
-                latency_p50=link.latency_p50 if link else None,
-                latency_p95=link.latency_p95 if link else None,
-                quality=str(link.quality) if link and link.quality is not None else None,
-                trend=str(insight.trend) if insight and insight.trend else None,
-                voltage_slope=insight.voltage_slope if insight else None,
-                time_to_low_mins=None if insight is None or insight.time_to_low_h is None
-                else round(insight.time_to_low_h * 60),
-                soc_estimated=insight.soc_estimated if insight else None,
-                alerts=tuple(str(k) for k, s in alerts.items() if s.active),
-                history=tuple(self.insight.voltage_history(did)),
-                held_elsewhere=held.message if (held := self.holders.suspect(did)) else None,
-            ))
-        return result
-
-
-async def run_daemon(config: Config, config_path: str | None = None) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the device list from config_path."""
-    loop = asyncio.get_running_loop()
-    app = App(config)
-    reload_requested = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, app.request_stop)
-    loop.add_signal_handler(signal.SIGINT, app.request_stop)
-    if config_path is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
-    try:
-        await app.start()
-    except BatteryHawkError:
-        await app.stop()
-        raise
-    try:
-        while not app.stopping:
-            waiter = asyncio.create_task(reload_requested.wait(), name="battery-hawk:sighup")
-            stopper = asyncio.create_task(app.wait_stopped(), name="battery-hawk:sigterm")
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if reload_requested.is_set() and config_path is not None:
-                reload_requested.clear()
-                await _reload(app, config_path)
-    finally:
-        await app.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-    return 0
-
-
-async def _reload(app: App, path: str) -> None:
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _log.error("SIGHUP: keeping the running configuration: %s", exc)
-        return
-    try:
-        await app.reload(config)
-    except Exception:
-        _log.exception("SIGHUP: applying the new device list failed")
-

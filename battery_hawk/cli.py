@@ -280,7 +280,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         check_storage(config, args.config)
         if command == "check-config":
             return _check_config(args.config, config)
-        from battery_hawk.app import run_daemon
+        from battery_hawk.daemon import run_daemon
 
         code: int = asyncio.run(run_daemon(config, args.config))
         return code
