@@ -53,7 +53,10 @@ class _Progress:
         self.shown = False
 
     def __call__(self, seen: int, recognised: int) -> None:
-        left = max(0.0, self.timeout - (time.monotonic() - self.started))
+        elapsed = time.monotonic() - self.started
+        if not self.shown and seen == 0 and elapsed < 0.5:
+            return  # not before the adapter answered: a scan that fails at once shows no line
+        left = max(0.0, self.timeout - elapsed)
         line = (f"listening on {self.adapter}: {left:.0f} s left, {seen} device(s) heard, "
                 f"{recognised} recognised")
         self.out.write(f"\r{line}\033[K" if self.tty else f"{line}\n")
