@@ -305,7 +305,10 @@ def intro(config: Config, options: DemoOptions) -> list[str]:
                      f"{FAULT_PERIOD:.0f} s; readings queue meanwhile")
     if options.broker is not None:
         lines.append("  the demo's entities are removed from Home Assistant when it ends")
-    lines.append("  Ctrl-C ends the demo.")
+    if options.duration is None:
+        lines.append("  Ctrl-C ends the demo.")
+    else:
+        lines.append(f"  the demo ends after {options.duration:g} s; Ctrl-C ends it sooner.")
     return lines
 
 

@@ -74,3 +74,14 @@ def test_flat_battery_crosses_the_low_soc_alert_and_comes_back_in_minutes() -> N
     back = next(t for t, soc in socs if t > below and soc >= 22.0)  # threshold + band
     assert 60 <= below <= 4 * 60
     assert back <= 9 * 60
+
+
+def test_intro_says_how_the_demo_ends() -> None:
+    from battery_hawk.demo import DemoOptions, demo_config, intro
+    from battery_hawk.simulator.devices import SimTransport
+
+    config = demo_config(SimTransport([]), port=1883, interval=5, storage="/tmp",
+                         http_port=9105)
+    assert intro(config, DemoOptions())[-1] == "  Ctrl-C ends the demo."
+    assert intro(config, DemoOptions(duration=20))[-1] == (
+        "  the demo ends after 20 s; Ctrl-C ends it sooner.")
