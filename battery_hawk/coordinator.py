@@ -223,6 +223,12 @@ class DeviceCoordinator:
             return None
         self._breaker.record_success()
         self._last_visit, self._last_connected = self._clock(), reading
+        if not self._may_read():
+            # another gateway took the device over while this visit was under way: it
+            # reads the device now, and a reading from here would make two readers
+            _log.debug("%s: taken over during the visit; reading not published",
+                       self.info.address)
+            return None
         await self._emit(reading, rssi=None, duration=self._clock() - started)
         if self.after_reading is not None:
             await self.after_reading(self)

@@ -141,7 +141,14 @@ async def test_three_gateways_share_devices_fail_over_and_heal(
         after = {IDS[BM6]: {"g2"}, IDS[BM2]: {"g2"}, IDS[VICTRON]: {"g3"}}
         await sub.wait_for(lambda m: claimed(m[mark:], "g2") >= {IDS[BM6], IDS[BM2]},
                            timeout=10 * LEASE)
-        assert await steady_window(sub, per_device=6) == after
+        # a reading the old owner sent before it heard the claim may still fall in the
+        # first window; within a few windows the site must have one reader per device
+        windows = []
+        for _ in range(4):
+            windows.append(await steady_window(sub, per_device=6))
+            if windows[-1] == after:
+                break
+        assert windows[-1] == after, windows
         assert_no_holes(sub)
     finally:
         for gateway in gateways.values():
