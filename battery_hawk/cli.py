@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Download the readings a BM2, BM6 or BM7 keeps (one every 2 minutes, "
         "about a day) and print them oldest first. No broker needed.")
     history.set_defaults(usage_error=history.error)
-    history.add_argument("address", help="the device's MAC address")
+    history.add_argument("address", type=mac_address,
+                         help="the device's MAC address, e.g. AA:BB:CC:DD:EE:01")
     history.add_argument("--type", required=True, dest="type_", metavar="T",
                          help="bm2, bm6 or bm7 (or an alias such as bm200, bm300) (required)")
     history.add_argument("--since", default=None, metavar="SPAN",

@@ -74,6 +74,13 @@ def test_bad_usage_exits_2_naming_the_option(
     assert complaint in capsys.readouterr().err
 
 
+def test_a_bad_address_is_a_usage_error_before_the_radio_is_touched(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["history", "AA:BB:CC:DD:EE", "--type", "bm6"]) == 2
+    assert "is not a Bluetooth MAC address" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "span"),
     [("90m", timedelta(minutes=90)), ("6h", timedelta(hours=6)), ("1d", timedelta(days=1)),
