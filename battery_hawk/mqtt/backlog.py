@@ -55,6 +55,7 @@ class Backlog:
         self.queue = queue
         self._spool = spool
         self._spool_ok = False  # opened and not failed
+        self._gave_up = False  # a spool error switched to memory for the rest of the run
         self._max_in_flight = max_in_flight
         self._dead_letter_hook = dead_letter
         self.counters = BacklogCounters()
@@ -393,6 +394,9 @@ class Backlog:
 
     async def _give_up_spool(self, exc: SpoolError) -> None:
         """Fall back to memory for the rest of the run; said once."""
+        if self._gave_up:
+            return  # another write failed at the same time and already said so
+        self._gave_up = True
         was_ok, self._spool_ok = self._spool_ok, False
         self._persist_wanted = False
         assert self._spool is not None

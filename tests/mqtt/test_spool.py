@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from battery_hawk.mqtt import MQTTInterface, ReconnectionConfig
-from battery_hawk.mqtt.spool import SPOOL_FILE, Spool, SpoolFile
+from battery_hawk.mqtt.queue import QueuedMessage
+from battery_hawk.mqtt.spool import SPOOL_FILE, AddResult, Spool, SpoolError, SpoolFile
 from tests.support.brokers import Mosquitto, Subscriber, TcpGate
 
 from .conftest import FAST, settings_for
@@ -236,3 +240,53 @@ async def test_a_large_announcement_round_with_the_broker_away_pushes_nothing_ou
         configs = {t: p for t, p in sub.messages if t.startswith("bh/config/")}
         assert len(configs) == 2000 and set(configs.values()) == {b"v1"}
         assert sum(t.startswith("bh/readings/") for t, _ in sub.messages) == 400
+
+
+class FillsUp(Spool):
+    """A spool whose disk fills: once ``full`` is set, a write fails, and a delete and an
+    add that are in flight together fail together (both wait for the other, a second at
+    most), which is how a full disk meets a daemon that publishes while it acknowledges."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        super().__init__(directory, max_bytes)
+        self.full = False
+        self._together = asyncio.Barrier(2)
+
+    async def _fail_together(self) -> None:
+        with contextlib.suppress(TimeoutError, asyncio.BrokenBarrierError):
+            async with asyncio.timeout(1):
+                await self._together.wait()
+        raise SpoolError("database or disk is full")
+
+    async def add(self, messages: Sequence[QueuedMessage], protect_upto: int) -> AddResult:
+        if self.full:
+            await self._fail_together()
+        return await super().add(messages, protect_upto)
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        if self.full:
+            await self._fail_together()
+        await super().delete(ids)
+
+
+async def test_two_writes_failing_together_say_the_spool_is_unusable_once(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "battery_hawk.mqtt")
+    async with TcpGate(mosquitto.port) as gate, Subscriber(mosquitto.port, "bh/#") as sub:
+        gate.shut()
+        spool = FillsUp(tmp_path, 1 << 20)
+        iface = MQTTInterface(settings_for(gate.port), SMALL, spool=spool)
+        async with iface:
+            for i in range(3):
+                await iface.publish("bh/r", str(i))  # on disk: the broker is away
+            spool.full = True
+            gate.open()  # acknowledgements make the writer delete while we add
+            await iface.publish("bh/r", "3")
+            assert not iface.stats.spool_enabled
+            await iface.publish("bh/r", "4")
+            assert await iface.flush(10)
+            await sub.wait_count(5)
+        said = [r for r in caplog.records if "unusable" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert sorted(sub.payloads) == [b"0", b"1", b"2", b"3", b"4"]
