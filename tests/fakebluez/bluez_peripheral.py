@@ -12,7 +12,8 @@ What lives here:
 - Device: per-peripheral state (GATT characteristic paths, subscriptions, responders,
   notification streams, scripted connect failures, recorded writes) and how it reacts
   to writes, subscriptions and link drops;
-- DEVICES, the address -> Device registry, and the org.bluez.Device1 /
+- DEVICES, the address -> Device registry (one Device per peripheral, however many
+  adapters hear it), and the org.bluez.Device1 /
   org.bluez.GattCharacteristic1 method handlers the template wires into its objects.
 """
 
@@ -89,14 +90,27 @@ def _decrypt(key, data):
 
 
 class Device:
-    """Peripheral-side state the D-Bus objects delegate to."""
+    """Peripheral-side state the D-Bus objects delegate to.
 
-    def __init__(self, path, address):
-        self.path = path
+    One physical peripheral (one address) may be heard by several adapters: each adapter
+    that hears it has a view of it, its own org.bluez.Device1 object under
+    /org/bluez/hciN with its own RSSI and its own copy of the GATT tree (as BlueZ does).
+    The peripheral holds one link at a time, through the view that connected.
+    """
+
+    def __init__(self, address, name, uuids, manufacturer, service):
         self.address = address
+        self.name = name
+        self.uuids = list(uuids)
+        self.manufacturer = dict(manufacturer)  # company id -> bytes
+        self.service = dict(service)  # uuid -> bytes
+        self.views = {}  # adapter name -> device object path, in the order added
+        self.rssi = {}  # adapter name -> RSSI there; kept while the adapter is away
+        self.gatt = []  # how to build the GATT tree on a view (bluez_views.py)
+        self.view_chars = {}  # device object path -> {uuid: char path}
+        self.link = None  # the device object path that holds the connection
         self.advertising = True
         self.next_handle = 0x000C
-        self.chars = {}  # uuid -> char path
         self.notifying = set()  # char paths
         self.responders = []  # (write_uuid, notify_uuid, key, prefix, replies)
         self.streams = {}  # notify uuid -> (frames, interval_ms)
@@ -105,14 +119,27 @@ class Device:
         self.drop_on_write = False
         self.writes = []
         self.connects = 0
+        self.connects_by_adapter = {}  # adapter name -> successful Connect calls there
+
+    @property
+    def path(self):
+        """The device object of the link, else of the first adapter that hears it."""
+        if self.link is not None:
+            return self.link
+        return next(iter(self.views.values()), None)
 
     @property
     def obj(self):
         return mockobject.objects[self.path]
 
     @property
+    def chars(self):
+        """uuid -> char path on the view of the link (else the first view)."""
+        return self.view_chars.get(self.path, {})
+
+    @property
     def connected(self):
-        return bool(self.obj.props[DEVICE_IFACE]["Connected"])
+        return self.link is not None
 
     def handle(self):
         handle = self.next_handle
@@ -163,13 +190,17 @@ class Device:
             return
         self.stop_streams()
         for path in list(self.notifying):
-            emit_changed(mockobject.objects[path], CHAR_IFACE, {"Notifying": dbus.Boolean(False)})
+            if path in mockobject.objects:
+                emit_changed(mockobject.objects[path], CHAR_IFACE,
+                             {"Notifying": dbus.Boolean(False)})
         self.notifying.clear()
-        emit_changed(
-            self.obj,
-            DEVICE_IFACE,
-            {"Connected": dbus.Boolean(False), "ServicesResolved": dbus.Boolean(False)},
-        )
+        link, self.link = self.link, None
+        if link in mockobject.objects:
+            emit_changed(
+                mockobject.objects[link],
+                DEVICE_IFACE,
+                {"Connected": dbus.Boolean(False), "ServicesResolved": dbus.Boolean(False)},
+            )
 
     def on_write(self, char_uuid, value):
         self.writes.append(bytes(value))
@@ -184,6 +215,11 @@ class Device:
             if plain.startswith(prefix):
                 self.notify_later(notify_uuid, replies)
                 return
+
+
+def adapter_name(path):
+    """hciN of an adapter or device object path."""
+    return path.split("/")[3]
 
 
 def adapter_stuck(adapter):
@@ -212,6 +248,10 @@ def device(address):
 def dev_connect(obj):
     dev = DEVICES[str(obj.props[DEVICE_IFACE]["Address"])]
     check_adapter(mockobject.objects[str(obj.props[DEVICE_IFACE]["Adapter"])])
+    if dev.connected and dev.link != obj.path:
+        # held through another adapter: the peripheral does not advertise, so the
+        # controller's connection attempt finds nobody and gives up
+        raise error("org.bluez.Error.Failed", "Software caused connection abort")
     if dev.connect_failures:
         name, message = dev.connect_failures.pop(0)
         if message == "le-connection-abort-by-local":
@@ -223,6 +263,9 @@ def dev_connect(obj):
     if dev.connected:
         raise error("org.bluez.Error.AlreadyConnected", "Already Connected")
     dev.connects += 1
+    adapter = adapter_name(obj.path)
+    dev.connects_by_adapter[adapter] = dev.connects_by_adapter.get(adapter, 0) + 1
+    dev.link = obj.path
     emit_changed(obj, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
 
     def resolved():
@@ -236,7 +279,8 @@ def dev_connect(obj):
 
 def dev_disconnect(obj):
     dev = DEVICES[str(obj.props[DEVICE_IFACE]["Address"])]
-    GLib.idle_add(lambda: dev.drop() and False)
+    if dev.link == obj.path:
+        GLib.idle_add(lambda: dev.drop() and False)
 
 
 # --- org.bluez.GattCharacteristic1 ---------------------------------------------------
@@ -246,16 +290,21 @@ def _char_owner(obj):
     return DEVICES[obj.fake_address], str(obj.props[CHAR_IFACE]["UUID"])
 
 
+def _linked(dev, obj):
+    """Whether obj (a characteristic) belongs to the view that holds the link."""
+    return dev.connected and obj.path.startswith(dev.link + "/")
+
+
 def char_read(obj, _options):
     dev, _uuid = _char_owner(obj)
-    if not dev.connected:
+    if not _linked(dev, obj):
         raise error("org.bluez.Error.Failed", "Not connected")
     return dbus.Array(obj.props[CHAR_IFACE]["Value"], signature="y")
 
 
 def char_write(obj, value, _options):
     dev, uuid = _char_owner(obj)
-    if not dev.connected:
+    if not _linked(dev, obj):
         raise error("org.bluez.Error.Failed", "Not connected")
     obj.props[CHAR_IFACE]["Value"] = ay(value)
     dev.on_write(uuid, bytes(value))
@@ -263,7 +312,7 @@ def char_write(obj, value, _options):
 
 def char_start_notify(obj):
     dev, uuid = _char_owner(obj)
-    if not dev.connected:
+    if not _linked(dev, obj):
         raise error("org.bluez.Error.Failed", "Not connected")
     dev.notifying.add(obj.path)
     emit_changed(obj, CHAR_IFACE, {"Notifying": dbus.Boolean(True)})

@@ -19,8 +19,11 @@ adverts. What this file knows is how BlueZ looks to bleak:
 - notifications are StartNotify + PropertiesChanged(Value).
 
 This file is the D-Bus surface: the bus constants dbusmock reads, the adapter and its
-discovery, the control interface (com.batteryhawk.FakeBlueZ on /) that creates adapters,
-devices and GATT objects and scripts their behaviour, and load(). dbusmock picks up
+discovery, the control interface (com.batteryhawk.FakeBlueZ on /) that creates and
+removes adapters, devices and GATT objects and scripts their behaviour, and load().
+Control methods name a peripheral by its address: one peripheral may be heard by
+several adapters, each with its own device object, RSSI and GATT tree
+(bluez_views.py builds those). dbusmock picks up
 every @dbus.service.method defined here, so they all stay in this file. What a
 peripheral does once it exists (connect, read, write, notify, responders, streams) is
 in bluez_peripheral.py, loaded below by path because dbusmock execs this file without
@@ -52,6 +55,7 @@ def _load_sibling(name):
 
 
 peripheral = _load_sibling("bluez_peripheral")
+views = _load_sibling("bluez_views")
 
 BUS_NAME = "org.bluez"
 MAIN_OBJ = "/"
@@ -60,12 +64,9 @@ IS_OBJECT_MANAGER = True
 
 CONTROL_IFACE = "com.batteryhawk.FakeBlueZ"
 ADAPTER_IFACE = "org.bluez.Adapter1"
-SERVICE_IFACE = "org.bluez.GattService1"
-DESC_IFACE = "org.bluez.GattDescriptor1"
 AGENT_MANAGER_IFACE = "org.bluez.AgentManager1"
 
 READVERTISE_MS = 200
-CCCD_UUID = "00002902-0000-1000-8000-00805f9b34fb"
 
 
 # --- org.bluez.Adapter1 --------------------------------------------------------------
@@ -77,14 +78,16 @@ def _readvertise():
             continue
         if peripheral.adapter_stuck(obj) == "silent":
             continue  # a wedged controller: discovery "runs" and reports nothing
+        adapter = adapter_path.rsplit("/", 1)[-1]
         for dev in peripheral.DEVICES.values():
-            if not dev.path.startswith(adapter_path + "/") or not dev.advertising:
+            path = dev.views.get(adapter)
+            if path is None or not dev.advertising:
                 continue
             if dev.connected:
                 continue  # a connected peripheral stops advertising
-            props = dev.obj.props[peripheral.DEVICE_IFACE]
+            props = mockobject.objects[path].props[peripheral.DEVICE_IFACE]
             peripheral.emit_changed(
-                dev.obj,
+                mockobject.objects[path],
                 peripheral.DEVICE_IFACE,
                 {
                     "RSSI": props["RSSI"],
@@ -120,7 +123,7 @@ def _set_powered(adapter, powered):
     adapter.power_log = [*getattr(adapter, "power_log", []), "on" if powered else "off"]
     if not powered:
         for dev in peripheral.DEVICES.values():
-            if dev.path.startswith(adapter.path + "/"):
+            if dev.link is not None and dev.link.startswith(adapter.path + "/"):
                 dev.drop()
         peripheral.emit_changed(adapter, ADAPTER_IFACE, {
             "Powered": dbus.Boolean(False),
@@ -151,7 +154,11 @@ def _properties_set(self, interface_name, property_name, value, *args, **kwargs)
 
 @dbus.service.method(CONTROL_IFACE, in_signature="ss", out_signature="o")
 def AddAdapter(self, name, address):
+    """An adapter appears (a USB dongle plugged in); one that was removed hears again
+    what it heard before."""
     path = "/org/bluez/" + name
+    if path in mockobject.objects:
+        raise peripheral.error("com.batteryhawk.FakeBlueZ.Exists", name)
     props = {
         "Address": dbus.String(address),
         "AddressType": dbus.String("public"),
@@ -183,66 +190,69 @@ def AddAdapter(self, name, address):
         ],
     )
     peripheral.emit_added(path)
+    views.restore_adapter_views(name)
     return dbus.ObjectPath(path)
+
+
+@dbus.service.method(CONTROL_IFACE, in_signature="s", out_signature="")
+def RemoveAdapter(self, name):
+    """The adapter goes away as when a USB dongle is unplugged: its links drop, and
+    InterfacesRemoved is sent for its devices' objects and then the adapter."""
+    path = "/org/bluez/" + name
+    if path not in mockobject.objects:
+        raise peripheral.error("com.batteryhawk.FakeBlueZ.NoSuchAdapter", name)
+    views.forget_adapter_views(name)
+    interfaces = [str(i) for i in mockobject.objects[path].props]
+    self.RemoveObject(path)
+    views.emit_removed(path, interfaces)
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="sssna{qay}a{say}as", out_signature="o")
 def AddDevice(self, adapter, address, name, rssi, manufacturer_data, service_data, uuids):
+    """A peripheral heard by adapter at rssi; the same address again on another adapter
+    makes that adapter hear it too (its own object, its own RSSI, the same peripheral)."""
     address = address.upper()
     adapter_path = "/org/bluez/" + adapter
     if adapter_path not in mockobject.objects:
         raise peripheral.error("com.batteryhawk.FakeBlueZ.NoSuchAdapter", adapter)
-    if address in peripheral.DEVICES:
+    dev = peripheral.DEVICES.get(address)
+    if dev is not None and adapter in dev.views:
         raise peripheral.error("com.batteryhawk.FakeBlueZ.Exists", address)
-    path = adapter_path + "/dev_" + address.replace(":", "_")
-    props = {
-        "Address": dbus.String(address),
-        "AddressType": dbus.String("public"),
-        "Alias": dbus.String(name or address.replace(":", "-")),
-        "Paired": dbus.Boolean(False),
-        "Bonded": dbus.Boolean(False),
-        "Trusted": dbus.Boolean(False),
-        "Blocked": dbus.Boolean(False),
-        "LegacyPairing": dbus.Boolean(False),
-        "Connected": dbus.Boolean(False),
-        "ServicesResolved": dbus.Boolean(False),
-        "Adapter": dbus.ObjectPath(adapter_path),
-        "UUIDs": dbus.Array([str(u) for u in uuids], signature="s"),
-        "RSSI": dbus.Int16(rssi),
-        "ManufacturerData": peripheral.manufacturer_data(manufacturer_data),
-        "ServiceData": peripheral.service_data(service_data),
-        "AdvertisingFlags": dbus.Array(peripheral.ay(b"\x06"), signature="y"),
-    }
-    if name:
-        props["Name"] = dbus.String(name)
-    self.AddObject(
-        path,
-        peripheral.DEVICE_IFACE,
-        props,
-        [
-            ("Connect", "", "", peripheral.dev_connect),
-            ("Disconnect", "", "", peripheral.dev_disconnect),
-            ("Pair", "", "", ""),
-            ("CancelPairing", "", "", ""),
-        ],
-    )
-    peripheral.DEVICES[address] = peripheral.Device(path, address)
-    peripheral.emit_added(path)
-    return dbus.ObjectPath(path)
+    if dev is None:
+        dev = peripheral.Device(address, str(name), [str(u) for u in uuids],
+                                {int(k): bytes(v) for k, v in manufacturer_data.items()},
+                                {str(k): bytes(v) for k, v in service_data.items()})
+        peripheral.DEVICES[address] = dev
+    return dbus.ObjectPath(views.add_view(dev, adapter, int(rssi)))
+
+
+@dbus.service.method(CONTROL_IFACE, in_signature="ssn", out_signature="")
+def SetRSSI(self, address, adapter, rssi):
+    """The RSSI at which adapter hears the peripheral from now on."""
+    dev = peripheral.device(address)
+    if adapter not in dev.views:
+        raise peripheral.error("com.batteryhawk.FakeBlueZ.NoSuchAdapter", adapter)
+    dev.rssi[adapter] = int(rssi)
+    peripheral.emit_changed(mockobject.objects[dev.views[adapter]], peripheral.DEVICE_IFACE,
+                            {"RSSI": dbus.Int16(rssi)})
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="sna{qay}a{say}", out_signature="")
 def SetAdvertisement(self, address, rssi, manufacturer_data, service_data):
+    """New advert data on every adapter that hears the peripheral; rssi is the RSSI on
+    the first of them (the others keep theirs: SetRSSI)."""
     dev = peripheral.device(address)
-    peripheral.emit_changed(
-        dev.obj,
-        peripheral.DEVICE_IFACE,
-        {
-            "RSSI": dbus.Int16(rssi),
+    dev.manufacturer = {int(k): bytes(v) for k, v in manufacturer_data.items()}
+    dev.service = {str(k): bytes(v) for k, v in service_data.items()}
+    for index, (adapter, path) in enumerate(dev.views.items()):
+        changed = {
             "ManufacturerData": peripheral.manufacturer_data(manufacturer_data),
             "ServiceData": peripheral.service_data(service_data),
-        },
-    )
+        }
+        if index == 0:
+            dev.rssi[adapter] = int(rssi)
+            changed["RSSI"] = dbus.Int16(rssi)
+        peripheral.emit_changed(mockobject.objects[path], peripheral.DEVICE_IFACE, changed)
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="sb", out_signature="")
@@ -252,65 +262,12 @@ def SetAdvertising(self, address, advertising):
 
 @dbus.service.method(CONTROL_IFACE, in_signature="ss", out_signature="o")
 def AddService(self, address, uuid):
-    dev = peripheral.device(address)
-    path = f"{dev.path}/service{dev.handle():04x}"
-    self.AddObject(
-        path,
-        SERVICE_IFACE,
-        {
-            "UUID": dbus.String(uuid.lower()),
-            "Device": dbus.ObjectPath(dev.path),
-            "Primary": dbus.Boolean(True),
-            "Includes": dbus.Array([], signature="o"),
-        },
-        [],
-    )
-    peripheral.emit_added(path)
-    return dbus.ObjectPath(path)
+    return views.add_service(peripheral.device(address), uuid)
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="ssasay", out_signature="o")
 def AddCharacteristic(self, service_path, uuid, flags, value):
-    service = mockobject.objects[service_path]
-    dev = next(d for d in peripheral.DEVICES.values() if service_path.startswith(d.path + "/"))
-    path = f"{service_path}/char{dev.handle():04x}"
-    self.AddObject(
-        path,
-        peripheral.CHAR_IFACE,
-        {
-            "UUID": dbus.String(uuid.lower()),
-            "Service": dbus.ObjectPath(service.path),
-            "Value": peripheral.ay(value),
-            "Notifying": dbus.Boolean(False),
-            "Flags": dbus.Array([str(f) for f in flags], signature="s"),
-            "MTU": dbus.UInt16(23),
-        },
-        [
-            ("ReadValue", "a{sv}", "ay", peripheral.char_read),
-            ("WriteValue", "aya{sv}", "", peripheral.char_write),
-            ("StartNotify", "", "", peripheral.char_start_notify),
-            ("StopNotify", "", "", peripheral.char_stop_notify),
-        ],
-    )
-    char = mockobject.objects[path]
-    char.fake_address = dev.address
-    dev.chars[uuid.lower()] = path
-    peripheral.emit_added(path)
-    if "notify" in flags or "indicate" in flags:
-        desc_path = f"{path}/desc{dev.handle():04x}"
-        self.AddObject(
-            desc_path,
-            DESC_IFACE,
-            {
-                "UUID": dbus.String(CCCD_UUID),
-                "Characteristic": dbus.ObjectPath(path),
-                "Value": peripheral.ay(b"\x00\x00"),
-                "Flags": dbus.Array(["read", "write"], signature="s"),
-            },
-            [("ReadValue", "a{sv}", "ay", 'ret = dbus.Array([0, 0], signature="y")')],
-        )
-        peripheral.emit_added(desc_path)
-    return dbus.ObjectPath(path)
+    return views.add_characteristic(str(service_path), str(uuid), list(flags), bytes(value))
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="sssayayaay", out_signature="")
@@ -350,9 +307,7 @@ def Notify(self, address, char_uuid, frame):
 
 @dbus.service.method(CONTROL_IFACE, in_signature="ssay", out_signature="")
 def SetCharValue(self, address, char_uuid, value):
-    dev = peripheral.device(address)
-    obj = mockobject.objects[dev.chars[char_uuid.lower()]]
-    obj.props[peripheral.CHAR_IFACE]["Value"] = peripheral.ay(value)
+    views.set_char_value(peripheral.device(address), char_uuid, value)
 
 
 @dbus.service.method(CONTROL_IFACE, in_signature="s", out_signature="")
@@ -386,6 +341,11 @@ def GetDeviceState(self, address):
             "connects": dbus.UInt32(dev.connects),
             "pending_failures": dbus.UInt32(len(dev.connect_failures)),
             "notifying": dbus.UInt32(len(dev.notifying)),
+            "adapter": dbus.String(peripheral.adapter_name(dev.link) if dev.link else ""),
+            "connects_by_adapter": dbus.Dictionary(
+                {k: dbus.UInt32(v) for k, v in dev.connects_by_adapter.items()},
+                signature="su"),
+            "heard_on": dbus.Array(list(dev.views), signature="s"),
         },
         signature="sv",
     )

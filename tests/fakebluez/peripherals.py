@@ -37,6 +37,23 @@ class PeripheralControl:
         self.adapters.append(name)
         return path
 
+    def remove_adapter(self, name: str) -> None:
+        """The adapter goes away (a USB dongle unplugged): InterfacesRemoved for its
+        devices and itself. add_adapter(name, address) brings it back, hearing again
+        what it heard before."""
+        self.call("RemoveAdapter", "s", name)
+        self.adapters.remove(name)
+
+    def hear_on(self, address: str, adapter: str, rssi: int) -> str:
+        """Another adapter hears an existing peripheral too, at rssi: its own device
+        object and GATT tree there, the same peripheral (one link at a time)."""
+        return str(self.call("AddDevice", "sssna{qay}a{say}as", adapter, address, "", rssi,
+                             {}, {}, []))
+
+    def set_rssi(self, address: str, rssi: int, *, adapter: str = "hci0") -> None:
+        """The RSSI at which adapter hears the peripheral from now on."""
+        self.call("SetRSSI", "ssn", address, adapter, rssi)
+
     def add_device(
         self,
         address: str,
@@ -71,6 +88,7 @@ class PeripheralControl:
         manufacturer_data: Mapping[int, bytes] | None = None,
         service_data: Mapping[str, bytes] | None = None,
     ) -> None:
+        """New advert data on every adapter that hears it; rssi on the first of them."""
         self.call(
             "SetAdvertisement", "sna{qay}a{say}", address, rssi,
             dict(manufacturer_data or {}), dict(service_data or {}),
@@ -139,9 +157,13 @@ class PeripheralControl:
         return [bytes(w) for w in self.call("GetWrites", "s", address)]
 
     def device_state(self, address: str) -> dict[str, Any]:
-        """connected, connects (successful Connect calls), pending_failures, notifying."""
+        """connected, connects (successful Connect calls), pending_failures, notifying,
+        adapter (the one holding the link, or ""), connects_by_adapter ({"hci0": n}) and
+        heard_on (the adapters that hear it)."""
         state = self.call("GetDeviceState", "s", address)
-        return {k: v.value for k, v in state.items()}
+        return {k: (dict(v.value) if isinstance(v.value, dict) else
+                    list(v.value) if isinstance(v.value, list) else v.value)
+                for k, v in state.items()}
 
     def adapter_state(self, adapter: str = "hci0") -> dict[str, Any]:
         """discovering, discovery_starts (StartDiscovery calls so far), powered,

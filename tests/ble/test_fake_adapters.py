@@ -1,0 +1,106 @@
+"""The fake BlueZ with two adapters, seen through the real bleak backend: one peripheral
+heard on hci0 and hci1 at different RSSI, read through either adapter's device object,
+and an adapter that is unplugged and plugged in again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from battery_hawk.ble import BleakTransport, fetch_reading
+from battery_hawk.errors import BluetoothUnavailableError, TransportError
+from battery_hawk.models import Advertisement, BatteryState, Reading
+from battery_hawk.protocols import BM6
+from tests.fakebluez.controller import FakeBlueZ
+
+ADDR = "AA:BB:CC:DD:E1:01"
+HCI1_MAC = "00:1A:7D:DA:71:02"
+CAR = Reading(voltage=12.84, soc=87.0, temperature=21.0, state=BatteryState.NORMAL)
+
+
+async def _scan_once_back(adapter: str, timeout: float = 10.0) -> list[Advertisement]:
+    """A scan on an adapter just plugged in: bleak learns of it by a signal that may
+    arrive a moment after the fake's control call returned."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await BleakTransport(adapter).scan(1.0)
+            except BluetoothUnavailableError:
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def two_adapters(fake_bluez: FakeBlueZ) -> FakeBlueZ:
+    fake_bluez.add_adapter("hci1", HCI1_MAC)
+    fake_bluez.add_bm6(ADDR, CAR, rssi=-52)
+    fake_bluez.hear_on(ADDR, "hci1", -81)
+    return fake_bluez
+
+
+async def test_each_adapter_hears_the_same_peripheral_at_its_own_rssi(
+    two_adapters: FakeBlueZ,
+) -> None:
+    heard = {}
+    for adapter in ("hci0", "hci1"):
+        adverts = await BleakTransport(adapter).scan(1.0)
+        heard[adapter] = {a.address: a.rssi for a in adverts}
+    assert heard == {"hci0": {ADDR: -52}, "hci1": {ADDR: -81}}
+    assert two_adapters.device_state(ADDR)["heard_on"] == ["hci0", "hci1"]
+
+    two_adapters.set_rssi(ADDR, -44, adapter="hci1")
+    adverts = await BleakTransport("hci1").scan(1.0)
+    assert [a.rssi for a in adverts] == [-44]
+
+
+async def test_a_peripheral_is_read_through_whichever_adapter_connects(
+    two_adapters: FakeBlueZ,
+) -> None:
+    reading = await fetch_reading(BleakTransport("hci1"), ADDR, BM6(), 10.0)
+    assert reading.voltage == CAR.voltage
+    assert two_adapters.device_state(ADDR)["connects_by_adapter"] == {"hci1": 1}
+
+    reading = await fetch_reading(BleakTransport("hci0"), ADDR, BM6(), 10.0)
+    assert reading.soc == CAR.soc
+    assert two_adapters.device_state(ADDR)["connects_by_adapter"] == {"hci1": 1, "hci0": 1}
+
+
+async def test_a_peripheral_holds_one_link_whichever_adapter_asks(
+    two_adapters: FakeBlueZ,
+) -> None:
+    async with BleakTransport("hci0").connect(ADDR, timeout=5.0):
+        assert two_adapters.device_state(ADDR)["adapter"] == "hci0"
+        # bleak-retry-connector hands a second client the link that exists (on hci0):
+        # BlueZ keeps one link per peripheral, whichever adapter asks
+        async with BleakTransport("hci1").connect(ADDR, timeout=3.0) as link:
+            assert link.is_connected
+        assert two_adapters.device_state(ADDR)["connects"] == 1
+    assert two_adapters.device_state(ADDR)["connected"] is False
+
+
+async def test_an_unplugged_adapter_is_gone_until_plugged_in_again(
+    two_adapters: FakeBlueZ,
+) -> None:
+    two_adapters.remove_adapter("hci1")
+    assert two_adapters.device_state(ADDR)["heard_on"] == ["hci0"]
+    with pytest.raises(TransportError):
+        await BleakTransport("hci1").scan(0.5)
+    reading = await fetch_reading(BleakTransport("hci0"), ADDR, BM6(), 10.0)
+    assert reading.voltage == CAR.voltage
+
+    two_adapters.add_adapter("hci1", HCI1_MAC)
+    assert two_adapters.device_state(ADDR)["heard_on"] == ["hci0", "hci1"]
+    adverts = await _scan_once_back("hci1")
+    assert [(a.address, a.rssi) for a in adverts] == [(ADDR, -81)]
+    reading = await fetch_reading(BleakTransport("hci1"), ADDR, BM6(), 10.0)
+    assert reading.voltage == CAR.voltage
+    assert two_adapters.device_state(ADDR)["connects_by_adapter"] == {"hci0": 1, "hci1": 1}
+
+
+async def test_unplugging_the_adapter_of_a_link_drops_it(two_adapters: FakeBlueZ) -> None:
+    async with BleakTransport("hci1").connect(ADDR, timeout=5.0) as link:
+        assert link.is_connected
+        two_adapters.remove_adapter("hci1")
+        assert two_adapters.device_state(ADDR)["connected"] is False
+    reading = await fetch_reading(BleakTransport("hci0"), ADDR, BM6(), 10.0)
+    assert reading.voltage == CAR.voltage
