@@ -44,6 +44,7 @@ class Advertisement:
     manufacturer_data: Mapping[int, bytes] = field(default_factory=dict)
     service_data: Mapping[str, bytes] = field(default_factory=dict)
     service_uuids: tuple[str, ...] = ()
+    radio: str | None = None  # the radio (adapter, proxy) that heard it, when several listen
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", self.address.upper())
@@ -116,3 +117,4 @@ class DeviceReading:
     rssi: int | None = None
     duration: float | None = None  # seconds the visit took (connect + exchange); None if passive
     gateway: str | None = None  # the gateway that read it (set when site.enabled)
+    radio: str | None = None  # the radio (hciN, a proxy) that read it, when known

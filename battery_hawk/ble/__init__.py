@@ -1,7 +1,8 @@
 """BLE: the only package that imports bleak / bleak_retry_connector.
 
-breaker, exchange and link are bleak-free (the coordinator and the simulator use them);
-transport and commands pull bleak in, lazily, on first use of their names.
+breaker, exchange, link, choice and radios are bleak-free (the coordinator and the
+simulator use them; RadioSet holds several radios as one Transport); transport and
+commands pull bleak in, lazily, on first use of their names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from battery_hawk.ble.breaker import BreakerState, CircuitBreaker
+from battery_hawk.ble.choice import ChoiceRules, RadioView, rank_radios
 from battery_hawk.ble.exchange import (
     fetch_reading,
     query_firmware,
@@ -19,6 +21,7 @@ from battery_hawk.ble.exchange import (
     wait_for_advert_reading,
 )
 from battery_hawk.ble.link import Link, NotifyCallback, Transport
+from battery_hawk.ble.radios import RadioSet
 
 if TYPE_CHECKING:
     from battery_hawk.ble.commands import ScanResult, read_command, scan_command
@@ -28,13 +31,17 @@ __all__ = [
     "BleakLink",
     "BleakTransport",
     "BreakerState",
+    "ChoiceRules",
     "CircuitBreaker",
     "Link",
     "NotifyCallback",
+    "RadioSet",
+    "RadioView",
     "ScanResult",
     "Transport",
     "fetch_reading",
     "query_firmware",
+    "rank_radios",
     "read_command",
     "read_reading",
     "reading_from_advertisement",

@@ -1,0 +1,413 @@
+"""Several radios as one Transport: adverts from all of them, each connection through the
+radio that hears the device best.
+
+A radio is anything that fulfils `Transport` (battery_hawk.ble.link): a BleakTransport on
+one local adapter, or a remote one such as an ESPHome Bluetooth proxy. `RadioSet` holds
+them by name, and is itself a `Transport`, so the coordinators do not know how many
+radios there are:
+
+- `advertisements()` merges every radio's adverts, each stamped with its radio's name
+  (`Advertisement.radio`). One advert heard on two radios is handed on once: a copy
+  from another radio within `dedupe_window` seconds of the first is dropped (its RSSI
+  still counts). Every advert updates what the set knows: which radio hears which device,
+  at what RSSI, when.
+- `connect(address)` ranks the radios by battery_hawk.ble.choice.rank_radios (RSSI and
+  its age, recent outcomes of this device on each radio, free slots) and tries the best,
+  then the next (at most `max_tries`), each with the full timeout. A radio whose
+  adapter is unavailable or not ready (BluetoothUnavailableError, AdapterNotReadyError)
+  counts as failing: it goes to the end of every ranking until it hears or connects
+  again.
+- `add_radio` / `remove_radio` change the set at run time (an adapter plugged in or
+  unplugged, a proxy that connects or goes away). Dropping a radio and its return are
+  logged once each.
+
+Slots: the set counts the links it holds open through each radio against the radio's
+`slots` (or asks the radio's own `free_slots()`), for the ranking only; each radio
+enforces its own limit (BleakTransport: `max_concurrent_connections` per adapter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+
+from battery_hawk.ble.choice import ChoiceRules, RadioView, rank_radios
+from battery_hawk.ble.link import Link, Transport
+from battery_hawk.errors import (
+    AdapterNotReadyError,
+    BluetoothUnavailableError,
+    TransportError,
+)
+from battery_hawk.logs import log_context
+from battery_hawk.models import Advertisement
+
+__all__ = ["RadioSet", "pump_backoff"]
+
+_LOGGER = logging.getLogger(__name__)
+
+ADVERT_QUEUE_SIZE = 256
+DEDUPE_WINDOW = 2.0  # seconds: a copy of an advert from another radio within this is dropped
+KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
+RADIO_TROUBLE = (BluetoothUnavailableError, AdapterNotReadyError)
+
+
+def pump_backoff(attempt: int, rng: random.Random) -> float:
+    """Seconds before a radio's failed advert stream is opened again (attempt from 1):
+    1 s doubling to 60 s, +-20 % jitter."""
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    return float(min(60.0, 2.0 ** (attempt - 1)) * rng.uniform(0.8, 1.2))
+
+
+@dataclass(slots=True)
+class _Radio:
+    name: str
+    transport: Transport
+    slots: int
+    free_slots: Callable[[], int] | None
+    busy: int = 0  # links open through it now
+    failing: str | None = None  # why, while it fails
+
+    def free(self) -> int:
+        return self.free_slots() if self.free_slots is not None else self.slots - self.busy
+
+
+@dataclass(slots=True)
+class _Outcome:
+    failures: int = 0
+    failed_at: float | None = None
+    succeeded_at: float | None = None
+
+
+AdvertKey = tuple[str, tuple[tuple[int, bytes], ...], tuple[tuple[str, bytes], ...]]
+
+
+class _Merge:
+    """One consumer of RadioSet.advertisements(): a queue fed by one pump per radio."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Advertisement | TransportError] = asyncio.Queue(
+            ADVERT_QUEUE_SIZE)
+        self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.failed: dict[str, TransportError] = {}
+        self.delivered: dict[AdvertKey, tuple[str, float]] = {}
+
+    def put(self, item: Advertisement | TransportError) -> None:
+        if self.queue.full():  # a slow consumer loses its oldest adverts, never blocks us
+            self.queue.get_nowait()
+        self.queue.put_nowait(item)
+
+    def stop(self, name: str) -> None:
+        task = self.pumps.pop(name, None)
+        self.failed.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        tasks = list(self.pumps.values())
+        self.pumps.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RadioSet:
+    """Several named radios (each a Transport) as one Transport; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        rules: ChoiceRules | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        max_tries: int = 2,
+        dedupe_window: float = DEDUPE_WINDOW,
+    ) -> None:
+        if max_tries < 1:
+            raise ValueError("max_tries must be at least 1")
+        self.rules = rules or ChoiceRules()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._max_tries = max_tries
+        self._dedupe_window = dedupe_window
+        self._radios: dict[str, _Radio] = {}
+        self._heard: dict[str, dict[str, tuple[int | None, float]]] = {}
+        self._outcomes: dict[tuple[str, str], _Outcome] = {}
+        self._last: dict[str, str] = {}
+        self._merges: set[_Merge] = set()
+        self._dropped: set[str] = set()  # radios whose drop was logged, until they return
+
+    # --- the radios ------------------------------------------------------------------
+
+    def add_radio(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        slots: int = 1,
+        free_slots: Callable[[], int] | None = None,
+    ) -> None:
+        """Use a radio from now on (its adverts are merged at once).
+
+        name: how logs, /api/devices and readings call it (hci1, a proxy's name); slots:
+        how many links it may hold at once; free_slots: the radio's own count of free
+        slots, if it reports one (an ESPHome proxy does), used instead of counting.
+        Raises ValueError if a radio of that name is already in the set.
+        """
+        if name in self._radios:
+            raise ValueError(f"a radio named {name} is already in the set")
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self._radios[name] = _Radio(name, transport, slots, free_slots)
+        if name in self._dropped:
+            self._dropped.discard(name)
+            _LOGGER.info("%s is back: devices it hears best are read through it again", name)
+        else:
+            _LOGGER.debug("radio %s added", name)
+        for merge in self._merges:
+            self._start_pump(merge, name)
+
+    def remove_radio(self, name: str, reason: str = "removed") -> bool:
+        """Stop using a radio (its adverts stop; its devices move to the others).
+        Returns False if there was no such radio. Links open through it are not cut."""
+        radio = self._radios.pop(name, None)
+        if radio is None:
+            return False
+        for merge in self._merges:
+            merge.stop(name)
+        self._outcomes = {k: v for k, v in self._outcomes.items() if k[1] != name}
+        if name not in self._dropped:
+            self._dropped.add(name)
+            _LOGGER.warning("%s dropped (%s); its devices move to %s", name, reason,
+                            self._others(name))
+        return True
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The radios in the set, in the order they were added."""
+        return tuple(self._radios)
+
+    def transport(self, name: str) -> Transport | None:
+        """The Transport of a radio in the set, or None."""
+        radio = self._radios.get(name)
+        return radio.transport if radio is not None else None
+
+    def failing(self, name: str) -> str | None:
+        """Why the radio fails (its adapter unavailable, not ready), or None if it works."""
+        radio = self._radios.get(name)
+        return radio.failing if radio is not None else None
+
+    def _others(self, name: str) -> str:
+        others = [n for n, r in self._radios.items() if n != name and r.failing is None]
+        return ", ".join(others) if others else "no other radio"
+
+    def _radio_failed(self, name: str, exc: TransportError) -> None:
+        radio = self._radios.get(name)
+        if radio is None or radio.failing is not None:
+            return
+        radio.failing = str(exc)
+        if len(self._radios) > 1 and name not in self._dropped:
+            self._dropped.add(name)
+            _LOGGER.warning("%s dropped: %s; its devices move to %s", name, exc,
+                            self._others(name))
+
+    def _radio_ok(self, name: str) -> None:
+        radio = self._radios.get(name)
+        if radio is None or radio.failing is None:
+            return
+        radio.failing = None
+        if name in self._dropped:
+            self._dropped.discard(name)
+            _LOGGER.info("%s is back: devices it hears best are read through it again", name)
+
+    # --- what the set knows of a device ------------------------------------------------
+
+    def last_radio(self, address: str) -> str | None:
+        """The radio of the last successful connection to the device, or None."""
+        return self._last.get(address.upper())
+
+    def hearing(self, address: str) -> dict[str, int]:
+        """RSSI (dBm) per radio that heard the device within the rules' heard_within."""
+        now = self._clock()
+        return {name: rssi for name, (rssi, when) in self._heard.get(address.upper(), {}).items()
+                if rssi is not None and now - when <= self.rules.heard_within}
+
+    def views(self, address: str) -> list[RadioView]:
+        """What each radio knows of the device: the inputs of the choosing rule."""
+        address, now = address.upper(), self._clock()
+        heard = self._heard.get(address, {})
+        views = []
+        for name, radio in self._radios.items():
+            rssi, when = heard.get(name, (None, None))
+            outcome = self._outcomes.get((address, name), _Outcome())
+            views.append(RadioView(
+                radio=name, rssi=rssi, heard_age=None if when is None else now - when,
+                failures=outcome.failures,
+                failure_age=None if outcome.failed_at is None else now - outcome.failed_at,
+                success_age=(None if outcome.succeeded_at is None
+                             else now - outcome.succeeded_at),
+                free_slots=radio.free(),
+            ))
+        return views
+
+    def choose(self, address: str) -> list[str]:
+        """The radios to try for the device, best first; failing radios last."""
+        ranked = rank_radios(self.views(address), self.rules)
+        return sorted(ranked, key=lambda n: self._radios[n].failing is not None)
+
+    def _note_heard(self, address: str, radio: str, rssi: int | None, now: float) -> None:
+        if address not in self._heard and len(self._heard) >= KEEP_HEARD:
+            horizon = now - self.rules.heard_within
+            self._heard = {a: h for a, h in self._heard.items()
+                           if max(when for _, when in h.values()) >= horizon}
+        self._heard.setdefault(address, {})[radio] = (rssi, now)
+
+    def _record(self, address: str, radio: str, ok: bool) -> None:
+        outcome = self._outcomes.setdefault((address, radio), _Outcome())
+        now = self._clock()
+        if ok:
+            outcome.failures, outcome.succeeded_at = 0, now
+        else:
+            outcome.failures, outcome.failed_at = outcome.failures + 1, now
+
+    # --- Transport: connecting -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connect(self, address: str, *, timeout: float | None = None) -> AsyncIterator[Link]:
+        """A link through the best radio for the device, else the next (see module doc).
+
+        Raises the last radio's TransportError when every try failed, and
+        BluetoothUnavailableError when the set has no radio at all.
+        """
+        address = address.upper()
+        order = self.choose(address)[: self._max_tries]
+        if not order:
+            raise BluetoothUnavailableError(
+                f"{address}: no Bluetooth radio to reach it (no adapter is present)")
+        failure: TransportError | None = None
+        for name in order:
+            radio = self._radios.get(name)
+            if radio is None:
+                continue  # removed while an earlier one was tried
+            stack = contextlib.AsyncExitStack()
+            radio.busy += 1
+            try:
+                link = await stack.enter_async_context(
+                    radio.transport.connect(address, timeout=timeout))
+            except TransportError as exc:
+                radio.busy -= 1
+                self._record(address, name, ok=False)
+                if isinstance(exc, RADIO_TROUBLE):
+                    self._radio_failed(name, exc)
+                _LOGGER.debug("%s: connecting through %s failed: %s", address, name, exc)
+                failure = exc
+                continue
+            except BaseException:
+                radio.busy -= 1
+                raise
+            self._record(address, name, ok=True)
+            self._radio_ok(name)
+            self._last[address] = name
+            try:
+                with log_context(adapter=name):
+                    async with stack:
+                        yield link
+            except TransportError:
+                self._record(address, name, ok=False)  # the link failed while in use
+                raise
+            finally:
+                radio.busy -= 1
+            return
+        raise failure or BluetoothUnavailableError(f"{address}: every radio went away")
+
+    # --- Transport: listening ------------------------------------------------------------
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """Every radio's adverts, merged and stamped with the radio's name, duplicates
+        from other radios dropped. Raises the last TransportError when every radio in
+        the set fails to listen."""
+        return self._merged()
+
+    async def _merged(self) -> AsyncGenerator[Advertisement, None]:
+        merge = _Merge()
+        self._merges.add(merge)
+        for name in self._radios:
+            self._start_pump(merge, name)
+        try:
+            while True:
+                item = await merge.queue.get()
+                if isinstance(item, TransportError):
+                    raise item
+                yield item
+        finally:
+            self._merges.discard(merge)
+            await asyncio.shield(merge.close())
+
+    def _start_pump(self, merge: _Merge, name: str) -> None:
+        merge.pumps[name] = asyncio.create_task(self._pump(merge, name),
+                                                name=f"battery-hawk:radio-adverts:{name}")
+
+    async def _pump(self, merge: _Merge, name: str) -> None:
+        """One radio's adverts into a merge, its stream opened again after a failure."""
+        attempt = 0
+        while name in self._radios:
+            radio = self._radios[name]
+            stream = radio.transport.advertisements()
+            try:
+                async for adv in stream:
+                    attempt = 0
+                    merge.failed.pop(name, None)
+                    self._radio_ok(name)
+                    self._deliver(merge, name, adv)
+            except TransportError as exc:
+                merge.failed[name] = exc
+                self._radio_failed(name, exc)
+                if self._radios and set(self._radios) <= set(merge.failed):
+                    merge.put(exc)  # nobody listens any more: the consumer hears why
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            attempt += 1
+            await asyncio.sleep(pump_backoff(attempt, self._rng))
+
+    def _deliver(self, merge: _Merge, name: str, adv: Advertisement) -> None:
+        now = self._clock()
+        self._note_heard(adv.address, name, adv.rssi, now)
+        key: AdvertKey = (adv.address, tuple(sorted(adv.manufacturer_data.items())),
+                          tuple(sorted(adv.service_data.items())))
+        seen = merge.delivered.get(key)
+        if seen is not None and seen[0] != name and now - seen[1] < self._dedupe_window:
+            return  # the same advert, heard on another radio as well
+        if len(merge.delivered) >= KEEP_HEARD:
+            merge.delivered = {k: v for k, v in merge.delivered.items()
+                               if now - v[1] < self._dedupe_window}
+        merge.delivered[key] = (name, now)
+        merge.put(dataclasses.replace(adv, radio=name))
+
+    async def scan(self, timeout: float) -> list[Advertisement]:
+        """One discovery pass on every radio: the latest advert of each device, with the
+        RSSI and name of the radio that heard it best."""
+        latest: dict[str, Advertisement] = {}
+        best: dict[str, tuple[int, str]] = {}
+        adverts = self._merged()
+        try:
+            async with asyncio.timeout(timeout):
+                async for adv in adverts:
+                    latest[adv.address] = adv
+        except TimeoutError:
+            pass
+        finally:
+            await adverts.aclose()
+        for address in latest:
+            for name, rssi in self.hearing(address).items():
+                if address not in best or rssi > best[address][0]:
+                    best[address] = (rssi, name)
+        return [dataclasses.replace(adv, rssi=best[a][0], radio=best[a][1]) if a in best
+                else adv for a, adv in latest.items()]
