@@ -6,6 +6,8 @@ wrong. Unknown keys are faults too: a typo must never be silently ignored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
 import math
@@ -35,6 +37,7 @@ __all__ = [
     "BluetoothConfig",
     "Config",
     "DeviceConfig",
+    "EsphomeProxyConfig",
     "HttpConfig",
     "HysteresisConfig",
     "LoggingConfig",
@@ -77,6 +80,28 @@ class AdapterRecoveryConfig:
     silence: float = field(default=300.0, metadata=_bounds(10, 86400))
 
 
+ESPHOME_API_PORT = 6053  # the native API's default port (ESPHome docs, "Native API Component")
+
+
+@dataclass(frozen=True, slots=True)
+class EsphomeProxyConfig:
+    """One ESPHome Bluetooth proxy reached over ESPHome's native API (battery_hawk/esphome/).
+
+    encryption_key: the base64 32-byte Noise PSK of the proxy's ``api: encryption: key:``;
+    password: the legacy ``api: password:`` of proxies without encryption.
+    """
+
+    host: str
+    port: int = field(default=ESPHOME_API_PORT, metadata=_bounds(1, 65535))
+    encryption_key: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """host:port, the name the proxy goes by in logs, metrics and /api/devices."""
+        return f"{self.host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class BluetoothConfig:
     adapter: str = "hci0"
@@ -84,6 +109,7 @@ class BluetoothConfig:
     connect_timeout: float = field(default=20.0, metadata=_bounds(0, above=True))
     max_concurrent_connections: int = field(default=1, metadata=_bounds(1, 10))
     recovery: AdapterRecoveryConfig = field(default_factory=AdapterRecoveryConfig)
+    esphome_proxies: tuple[EsphomeProxyConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +284,8 @@ class Config:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the config (password, admin token, device keys in hex)."""
         found = [self.mqtt.password, self.http.admin_token]
+        for proxy in self.bluetooth.esphome_proxies:
+            found += [proxy.encryption_key, proxy.password]
         for device in self.devices:
             if device.key is not None:
                 found += [device.key.hex(), device.key.hex().upper()]
@@ -270,6 +298,10 @@ class Config:
             data["mqtt"]["password"] = "***"
         if data["http"]["admin_token"] is not None:
             data["http"]["admin_token"] = "***"
+        for proxy in data["bluetooth"]["esphome_proxies"]:
+            for secret in ("encryption_key", "password"):
+                if proxy[secret] is not None:
+                    proxy[secret] = "***"
         for device, typed in zip(data["devices"], self.devices, strict=True):
             device["alerts"] = dataclasses.asdict(typed.effective_alerts)
             if device["key"] is not None:
@@ -344,6 +376,8 @@ def parse_config(
                            "per monitor (`battery-hawk scan` finds them; "
                            "config/battery-hawk.yaml shows the keys)", file=file, key="devices"))
     _check_devices(config.devices, file, report, loader.kept.get("devices"))
+    _check_proxies(config.bluetooth.esphome_proxies, file, report,
+                   loader.kept.get("bluetooth.esphome_proxies"))
     if config.site.enabled and not config.mqtt.enabled:
         report(ConfigError("the gateways of a site agree through the MQTT broker; set "
                            "mqtt.enabled: true or site.enabled: false", file=file,
@@ -507,6 +541,50 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
                  "Assistant would show two devices of one name and their entity ids would "
                  "collide; give each device its own name", ".name")
         names.setdefault(name, index)
+
+
+_HOST = re.compile(r"^[A-Za-z0-9._:%-]+$")  # a host name, IPv4 or IPv6 address
+
+
+def _check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
+                   report: Callable[[ConfigError], None],
+                   indices: list[int] | None = None) -> None:
+    """Each proxy's host and key, and no proxy listed twice."""
+    seen: dict[str, int] = {}
+    places = indices if indices is not None else list(range(len(proxies)))
+    for index, proxy in zip(places, proxies, strict=True):
+        key = f"bluetooth.esphome_proxies[{index}]"
+
+        def fail(message: str, where: str, key: str = key) -> None:
+            report(ConfigError(message, file=file, key=f"{key}.{where}"))
+
+        if not _HOST.match(proxy.host):
+            fail(f"{proxy.host!r} is not a host name or IP address; give the proxy's "
+                 "address as ESPHome shows it (e.g. 192.168.1.50 or proxy.local)", "host")
+        if proxy.encryption_key is not None:
+            problem = _noise_key_problem(proxy.encryption_key)
+            if problem:
+                fail(f"{problem}; copy the key from the proxy's YAML (`api: encryption: "
+                     "key:`), 44 characters of base64", "encryption_key")
+            if proxy.password is not None:
+                fail("give either encryption_key or password: an encrypted proxy ignores "
+                     "the legacy API password; remove password", "password")
+        if proxy.label in seen:
+            fail(f"{proxy.label} is also bluetooth.esphome_proxies[{seen[proxy.label]}]; "
+                 "list each proxy once", "host")
+        seen.setdefault(proxy.label, index)
+
+
+def _noise_key_problem(key: str) -> str | None:
+    """What is wrong with an ESPHome API encryption key, or None: it must be the base64 of
+    32 bytes (ESPHome docs, Native API Component, ``encryption: key``)."""
+    try:
+        raw = base64.b64decode(key.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "encryption_key is not base64"
+    if len(raw) != 32:
+        return f"encryption_key decodes to {len(raw)} bytes, not 32"
+    return None
 
 
 class _ConfigLoader(Loader):

@@ -1,0 +1,440 @@
+"""EsphomeTransport: one ESPHome Bluetooth proxy as a radio (the Transport contract).
+
+The transport keeps one native-API session to the proxy (aioesphomeapi's APIClient) in a
+task of its own: it connects, checks that the proxy is a Bluetooth proxy, subscribes to
+its raw advertisements and its free connection slots, and when the session ends (the
+proxy rebooted, left the network, or stopped answering its keepalive pings) it connects
+again after a backoff delay (battery_hawk.mqtt.backoff.retry_delay, jittered by an
+injected random source). Nothing here ever waits on the proxy without a bound, so a proxy
+that is away or hangs costs a caller at most its timeout and never stalls other radios.
+
+Facts from ESPHome's native API (aioesphomeapi/model.py BluetoothProxyFeature): a proxy
+announces what it can in DeviceInfoResponse.bluetooth_proxy_feature_flags; connections
+need ACTIVE_CONNECTIONS (``bluetooth_proxy: active: true``) and REMOTE_CACHING (ESPHome
+2022.12 and later); raw advertisements need RAW_ADVERTISEMENTS (ESPHome 2023.7 and
+later). A proxy reports its free connection slots and their limit in
+BluetoothConnectionsFreeResponse whenever they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aioesphomeapi.ble_defs import ESP_CONNECTION_ERROR_DESCRIPTION
+from aioesphomeapi.client import APIClient
+from aioesphomeapi.model import BluetoothProxyFeature, ConnectionClosedEvent
+from bluetooth_data_tools import mac_to_int
+
+from battery_hawk.config import EsphomeProxyConfig
+from battery_hawk.errors import (
+    AdapterNotReadyError,
+    ConnectTimeoutError,
+    DecodeError,
+    DeviceNotFoundError,
+    OutOfSlotsError,
+    TransportError,
+)
+from battery_hawk.esphome._errors import API_FAILURES, translate
+from battery_hawk.esphome.adverts import decode_raw_advertisement
+from battery_hawk.esphome.gatt import GattTable
+from battery_hawk.esphome.link import EsphomeLink
+from battery_hawk.models import Advertisement
+from battery_hawk.mqtt.backoff import ReconnectionConfig, retry_delay
+
+__all__ = ["EsphomeTransport", "ProxyInfo"]
+
+_LOGGER = logging.getLogger(__name__)
+
+ADVERT_QUEUE_SIZE = 256
+CLIENT_INFO = "battery-hawk"
+# reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
+PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
+                                   backoff_multiplier=2.0, jitter_factor=0.2)
+_NEEDED_FOR_CONNECTIONS = (BluetoothProxyFeature.ACTIVE_CONNECTIONS
+                           | BluetoothProxyFeature.REMOTE_CACHING)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyInfo:
+    """Who the proxy is, from its DeviceInfoResponse."""
+
+    name: str
+    mac: str  # the proxy's own Bluetooth MAC
+    esphome_version: str
+    feature_flags: int
+
+    @property
+    def connectable(self) -> bool:
+        return self.feature_flags & _NEEDED_FOR_CONNECTIONS == _NEEDED_FOR_CONNECTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    rssi: int
+    address_type: int
+    at: float  # time.monotonic()
+
+
+class _Session:
+    """One live API connection and what came with it."""
+
+    def __init__(self, client: APIClient, info: ProxyInfo, closed: asyncio.Event,
+                 failures: list[Exception]) -> None:
+        self.client = client
+        self.info = info
+        self.free = 0
+        self.limit = 0
+        self.closed = closed  # set when the connection stops
+        self.counted = asyncio.Event()  # the proxy reported its slots
+        self.failures = failures  # why it stopped, if aioesphomeapi said
+
+    @property
+    def error(self) -> Exception | None:
+        return self.failures[0] if self.failures else None
+
+
+class EsphomeTransport:
+    """The Transport of one ESPHome Bluetooth proxy; start() (or ``async with``) runs it."""
+
+    def __init__(
+        self,
+        proxy: EsphomeProxyConfig,
+        *,
+        connect_timeout: float = 20.0,
+        operation_timeout: float = 10.0,
+        api_timeout: float = 10.0,
+        keepalive: float = 20.0,
+        backoff: ReconnectionConfig = PROXY_BACKOFF,
+        rng: random.Random | None = None,
+    ) -> None:
+        """connect_timeout: one device connection; operation_timeout: one GATT call;
+        api_timeout: connecting to the proxy itself; keepalive: seconds between pings
+        (aioesphomeapi drops a session after 4.5 of them without an answer)."""
+        self.proxy = proxy
+        self.name = f"esphome:{proxy.label}"
+        self.connect_timeout = connect_timeout
+        self.operation_timeout = operation_timeout
+        self.api_timeout = api_timeout
+        self.keepalive = keepalive
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+        self._session: _Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._heard: dict[str, _Heard] = {}
+        self._queues: set[asyncio.Queue[Advertisement]] = set()
+        self._links: set[EsphomeLink] = set()
+        self._pending = 0  # connections asked for that the proxy has not counted yet
+        self.last_error: TransportError | None = None
+        self.sessions = 0  # API sessions established so far
+        self.dropped_adverts = 0
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the session task (idempotent); it connects in the background."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"esphome-proxy-{self.proxy.label}")
+
+    async def close(self) -> None:
+        """Drop every link, end the session and stop reconnecting."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> EsphomeTransport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def available(self) -> bool:
+        """A session with the proxy is up."""
+        return self._session is not None and not self._session.closed.is_set()
+
+    @property
+    def info(self) -> ProxyInfo | None:
+        return self._session.info if self._session is not None else None
+
+    @property
+    def connections_free(self) -> int:
+        """Slots the proxy can still connect with, less those being taken now (0 if away)."""
+        session = self._session
+        if session is None or not self.available or not session.info.connectable:
+            return 0
+        return max(0, session.free - self._pending)
+
+    @property
+    def connections_limit(self) -> int:
+        return self._session.limit if self._session is not None else 0
+
+    def rssi(self, address: str) -> int | None:
+        """The RSSI (dBm) of the latest advertisement of address this proxy heard."""
+        heard = self._heard.get(address.upper())
+        return heard.rssi if heard is not None else None
+
+    async def wait_ready(self, timeout: float) -> ProxyInfo:
+        """The proxy's info once a session is up; on timeout, the error that keeps it
+        away (AuthenticationFailedError for a refused key, AdapterNotReadyError, ...)."""
+        await self.start()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            raise self._away() from None
+        assert self._session is not None
+        return self._session.info
+
+    def _away(self) -> TransportError:
+        if self.last_error is not None:
+            return self.last_error
+        return AdapterNotReadyError(f"proxy {self.proxy.label}: not connected yet")
+
+    # --- the session loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        failing = False
+        while True:
+            try:
+                session = await self._connect_session()
+            except TransportError as exc:
+                self.last_error = exc
+                if not failing:
+                    _LOGGER.warning("proxy %s: %s; retrying with backoff",
+                                    self.proxy.label, exc)
+                failing = True
+            else:
+                attempt = 0
+                if failing:
+                    _LOGGER.warning("proxy %s: connected again", self.proxy.label)
+                failing = False
+                await self._serve(session)
+                if session.error is not None:
+                    self.last_error = translate(session.error, f"proxy {self.proxy.label}",
+                                                "the API session")
+                    _LOGGER.warning("proxy %s: session ended: %s", self.proxy.label,
+                                    self.last_error)
+                    failing = True
+                else:
+                    self.last_error = AdapterNotReadyError(
+                        f"proxy {self.proxy.label}: the API session ended")
+                    _LOGGER.warning("proxy %s: session ended; reconnecting",
+                                    self.proxy.label)
+                    failing = True
+            await asyncio.sleep(retry_delay(attempt, self._backoff, self._rng))
+            attempt += 1
+
+    async def _connect_session(self) -> _Session:
+        where = f"proxy {self.proxy.label}"
+        client = APIClient(self.proxy.host, self.proxy.port, self.proxy.password,
+                           client_info=CLIENT_INFO, keepalive=self.keepalive,
+                           noise_psk=self.proxy.encryption_key, provide_time=False)
+        closed = asyncio.Event()
+        failure: list[Exception] = []
+
+        def on_closed(event: ConnectionClosedEvent) -> None:
+            if event.error is not None:
+                failure.append(event.error)
+            closed.set()
+
+        async def on_stop(_expected: bool) -> None:
+            closed.set()
+
+        client.add_connection_closed_callback(on_closed)
+        try:
+            async with asyncio.timeout(self.api_timeout):
+                await client.connect(on_stop=on_stop, login=True)
+                device = await client.device_info()
+        except asyncio.CancelledError:
+            client.force_disconnect()
+            raise
+        except API_FAILURES as exc:
+            client.force_disconnect()
+            cause = failure[0] if failure else exc
+            raise translate(cause, where, "connecting") from cause
+        assert client.api_version is not None
+        flags = device.bluetooth_proxy_feature_flags_compat(client.api_version)
+        info = ProxyInfo(device.name, device.bluetooth_mac_address or device.mac_address,
+                         device.esphome_version, int(flags))
+        problem = _feature_problem(flags)
+        if problem is not None:
+            client.force_disconnect()
+            raise AdapterNotReadyError(f"{where} ({info.name}, ESPHome "
+                                       f"{info.esphome_version}): {problem}")
+        return _Session(client, info, closed, failure)
+
+    async def _serve(self, session: _Session) -> None:
+        client = session.client
+        try:
+            if session.info.connectable:
+                client.subscribe_bluetooth_connections_free(
+                    lambda free, limit, _allocated: self._on_slots(session, free, limit))
+                # the first count comes at once; until then the proxy has no known slot
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.api_timeout):
+                        await session.counted.wait()
+            client.subscribe_bluetooth_le_raw_advertisements(self._on_adverts)
+        except API_FAILURES as exc:
+            client.force_disconnect()
+            session.failures.append(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            return
+        self._session = session
+        self.sessions += 1
+        self._ready.set()
+        _LOGGER.info("proxy %s: %s (ESPHome %s) connected%s", self.proxy.label,
+                     session.info.name, session.info.esphome_version,
+                     "" if session.info.connectable
+                     else "; passive: it cannot connect to devices")
+        try:
+            await session.closed.wait()
+        finally:
+            self._ready.clear()
+            self._session = None
+            self._heard.clear()  # a proxy that comes back must hear each device again
+            for link in list(self._links):
+                link.drop()
+            client.force_disconnect()
+
+    def _on_slots(self, session: _Session, free: int, limit: int) -> None:
+        session.free, session.limit = free, limit
+        session.counted.set()
+
+    def _on_adverts(self, message: Any) -> None:
+        now = time.monotonic()
+        for raw in message.advertisements:
+            try:
+                adv = decode_raw_advertisement(raw.address, raw.rssi, raw.data)
+            except DecodeError as exc:
+                _LOGGER.debug("proxy %s: %s", self.proxy.label, exc)
+                continue
+            self._heard[adv.address] = _Heard(raw.rssi, raw.address_type, now)
+            for queue in self._queues:
+                try:
+                    queue.put_nowait(adv)
+                except asyncio.QueueFull:
+                    self.dropped_adverts += 1
+
+    # --- scanning --------------------------------------------------------------------
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """What the proxy hears, as it arrives; nothing while the proxy is away."""
+        return self._advert_gen()
+
+    async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
+        await self.start()
+        queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
+        self._queues.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.discard(queue)
+
+    async def scan(self, timeout: float) -> list[Advertisement]:
+        """The latest advertisement of each device heard within timeout seconds."""
+        latest: dict[str, Advertisement] = {}
+        adverts = self._advert_gen()
+        try:
+            async with asyncio.timeout(timeout):
+                async for adv in adverts:
+                    latest[adv.address] = adv
+        except TimeoutError:
+            pass
+        finally:
+            await adverts.aclose()
+        return list(latest.values())
+
+    # --- connecting ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connect(self, address: str, *, timeout: float | None = None
+                      ) -> AsyncIterator[EsphomeLink]:
+        """Connect through the proxy, yield a Link, disconnect on exit.
+
+        Raises AdapterNotReadyError while the proxy is away (or cannot connect at all),
+        DeviceNotFoundError for a device it has not heard, OutOfSlotsError when it has no
+        free connection slot, ConnectTimeoutError, or another TransportError.
+        """
+        address = address.upper()
+        timeout = self.connect_timeout if timeout is None else timeout
+        await self.start()
+        session = self._session
+        where = f"{address} via proxy {self.proxy.label}"
+        if session is None or not self.available:
+            raise AdapterNotReadyError(f"{where}: the proxy is not connected "
+                                       f"({self._away()})")
+        if not session.info.connectable:
+            raise AdapterNotReadyError(
+                f"{where}: the proxy only listens; set `bluetooth_proxy: active: true` in "
+                "its YAML to let it connect")
+        heard = self._heard.get(address)
+        if heard is None:
+            raise DeviceNotFoundError(f"{where}: the proxy has not heard this device")
+        if self.connections_free < 1:
+            raise OutOfSlotsError(f"{where}: every connection slot of the proxy is busy "
+                                  f"({session.limit} in all)")
+        link = EsphomeLink(session.client, address, mac_to_int(address), where,
+                           self.operation_timeout)
+        self._pending += 1
+        try:
+            await self._establish(session, link, heard, timeout)
+        finally:
+            self._pending -= 1
+        self._links.add(link)
+        try:
+            yield link
+        finally:
+            self._links.discard(link)
+            await asyncio.shield(link.close())
+
+    async def _establish(self, session: _Session, link: EsphomeLink, heard: _Heard,
+                         timeout: float) -> None:
+        client = session.client
+        try:
+            async with asyncio.timeout(timeout + 1.0):  # the API call has its own bound
+                unsubscribe = await client.bluetooth_device_connect(
+                    link.mac, link.on_state, timeout=timeout,
+                    feature_flags=session.info.feature_flags, has_cache=False,
+                    address_type=heard.address_type)
+                if not link.established:
+                    unsubscribe()
+                    why = ESP_CONNECTION_ERROR_DESCRIPTION.get(
+                        link.error, f"error {link.error}")  # type: ignore[call-overload]
+                    raise TransportError(f"{link.where}: connect failed: {why} "
+                                         f"({link.error:#x})")
+                link.attach(GattTable.from_services(link.address, (
+                    await client.bluetooth_gatt_get_services(link.mac)).services),
+                    unsubscribe)
+        except TimeoutError as exc:
+            await link.close()
+            raise ConnectTimeoutError(f"{link.where}: no connection within {timeout:.1f} s"
+                                      ) from exc
+        except asyncio.CancelledError:
+            await asyncio.shield(link.close())
+            raise
+        except API_FAILURES as exc:
+            await asyncio.shield(link.close())
+            raise translate(exc, link.where, "connect") from exc
+
+
+def _feature_problem(flags: int) -> str | None:
+    """Why a device cannot serve as a proxy for battery-hawk, or None."""
+    if not flags & BluetoothProxyFeature.PASSIVE_SCAN:
+        return "it is no Bluetooth proxy: add `bluetooth_proxy:` to its YAML"
+    if not flags & BluetoothProxyFeature.RAW_ADVERTISEMENTS:
+        return "its ESPHome is too old to forward raw advertisements: update it to 2023.7 "\
+            "or later"
+    return None
