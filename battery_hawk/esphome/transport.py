@@ -11,7 +11,7 @@ that is away or hangs costs a caller at most its timeout and never stalls other 
 Facts from ESPHome's native API (aioesphomeapi/model.py BluetoothProxyFeature): a proxy
 announces what it can in DeviceInfoResponse.bluetooth_proxy_feature_flags; connections
 need ACTIVE_CONNECTIONS (``bluetooth_proxy: active: true``) and REMOTE_CACHING (ESPHome
-2022.12 and later); raw advertisements need RAW_ADVERTISEMENTS (ESPHome 2023.7 and
+2022.12 and later); raw advertisements need RAW_ADVERTISEMENTS (ESPHome 2023.6 and
 later). A proxy reports its free connection slots and their limit in
 BluetoothConnectionsFreeResponse whenever they change.
 """
@@ -53,6 +53,10 @@ __all__ = ["EsphomeTransport", "ProxyInfo"]
 _LOGGER = logging.getLogger(__name__)
 
 ADVERT_QUEUE_SIZE = 256
+# An ESPHome proxy forwards advertisements to one API client only (bluetooth_proxy.cpp,
+# subscribe_api_connection: "Only one API subscription is allowed at a time"); a proxy
+# that Home Assistant uses stays silent for us. Said once a session after this long.
+ADVERT_SILENCE = 60.0
 CLIENT_INFO = "battery-hawk"
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
 PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
@@ -93,6 +97,7 @@ class _Session:
         self.limit = 0
         self.closed = closed  # set when the connection stops
         self.counted = asyncio.Event()  # the proxy reported its slots
+        self.heard_any = False
         self.failures = failures  # why it stopped, if aioesphomeapi said
 
     @property
@@ -113,16 +118,20 @@ class EsphomeTransport:
         keepalive: float = 20.0,
         backoff: ReconnectionConfig = PROXY_BACKOFF,
         rng: random.Random | None = None,
+        advert_silence: float = ADVERT_SILENCE,
     ) -> None:
         """connect_timeout: one device connection; operation_timeout: one GATT call;
         api_timeout: connecting to the proxy itself; keepalive: seconds between pings
-        (aioesphomeapi drops a session after 4.5 of them without an answer)."""
+        (aioesphomeapi drops a session after 4.5 of them without an answer);
+        advert_silence: seconds without any advertisement after which a session says
+        the proxy seems to serve another client."""
         self.proxy = proxy
         self.name = f"esphome:{proxy.label}"
         self.connect_timeout = connect_timeout
         self.operation_timeout = operation_timeout
         self.api_timeout = api_timeout
         self.keepalive = keepalive
+        self.advert_silence = advert_silence
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._session: _Session | None = None
@@ -286,7 +295,8 @@ class EsphomeTransport:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.api_timeout):
                         await session.counted.wait()
-            client.subscribe_bluetooth_le_raw_advertisements(self._on_adverts)
+            client.subscribe_bluetooth_le_raw_advertisements(
+                lambda message: self._on_adverts(session, message))
         except API_FAILURES as exc:
             client.force_disconnect()
             session.failures.append(exc if isinstance(exc, Exception) else RuntimeError(exc))
@@ -298,9 +308,12 @@ class EsphomeTransport:
                      session.info.name, session.info.esphome_version,
                      "" if session.info.connectable
                      else "; passive: it cannot connect to devices")
+        silence = asyncio.get_running_loop().call_later(
+            self.advert_silence, self._check_silence, session)
         try:
             await session.closed.wait()
         finally:
+            silence.cancel()
             self._ready.clear()
             self._session = None
             self._heard.clear()  # a proxy that comes back must hear each device again
@@ -312,7 +325,15 @@ class EsphomeTransport:
         session.free, session.limit = free, limit
         session.counted.set()
 
-    def _on_adverts(self, message: Any) -> None:
+    def _check_silence(self, session: _Session) -> None:
+        if not session.heard_any and not session.closed.is_set():
+            _LOGGER.warning(
+                "proxy %s: no advertisement in %.0f s. An ESPHome proxy forwards them to one "
+                "API client only: if Home Assistant (or another program) uses this proxy, "
+                "give battery-hawk a proxy of its own", self.proxy.label, self.advert_silence)
+
+    def _on_adverts(self, session: _Session, message: Any) -> None:
+        session.heard_any = True
         now = time.monotonic()
         for raw in message.advertisements:
             try:
@@ -435,6 +456,6 @@ def _feature_problem(flags: int) -> str | None:
     if not flags & BluetoothProxyFeature.PASSIVE_SCAN:
         return "it is no Bluetooth proxy: add `bluetooth_proxy:` to its YAML"
     if not flags & BluetoothProxyFeature.RAW_ADVERTISEMENTS:
-        return "its ESPHome is too old to forward raw advertisements: update it to 2023.7 "\
+        return "its ESPHome is too old to forward raw advertisements: update it to 2023.6 "\
             "or later"
     return None

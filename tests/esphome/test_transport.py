@@ -205,3 +205,17 @@ async def test_an_unreachable_device_fails_with_the_proxys_reason(
         with pytest.raises(TransportError, match="failed to establish"):
             async with transport.connect(BM6):
                 pass
+
+
+async def test_a_proxy_serving_another_client_is_reported_silent(
+    make_transport: TransportFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakeEsphomeProxy([bm6(BM6, READING)]) as proxy:
+        first = await make_transport(proxy)  # Home Assistant, say
+        await heard(first, BM6)
+        second = await make_transport(proxy, advert_silence=0.3)
+        await second.wait_ready(WAIT)
+        await wait_until(lambda: "forwards them to one API client only" in caplog.text,
+                         timeout=WAIT)
+        assert proxy.refused_subscriptions == 1
+        assert second.rssi(BM6) is None

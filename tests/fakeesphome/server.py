@@ -141,6 +141,9 @@ class FakeEsphomeProxy:
         self._server: asyncio.Server | None = None
         self._clients: set[_Client] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
+        # ESPHome forwards advertisements to one API client at a time (bluetooth_proxy.cpp)
+        self.subscriber: _Client | None = None
+        self.refused_subscriptions = 0
 
     # --- life ------------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class FakeEsphomeProxy:
             await self._server.wait_closed()
             self._server = None
         self._clients.clear()
+        self.subscriber = None
         handlers, self._handlers = set(self._handlers), set()
         if handlers:  # the aborted connections end them; cancel what does not end
             _, pending = await asyncio.wait(handlers, timeout=2.0)
@@ -225,6 +229,8 @@ class FakeEsphomeProxy:
             pass
         finally:
             self._clients.discard(client)
+            if self.subscriber is client:
+                self.subscriber = None
             client.close()
             if task is not None:
                 self._handlers.discard(task)
@@ -259,10 +265,16 @@ class FakeEsphomeProxy:
         elif kind == "ListEntitiesRequest":
             client.send(pb.ListEntitiesDoneResponse())
         elif kind == "SubscribeBluetoothLEAdvertisementsRequest":
+            if self.subscriber not in (None, client):
+                self.refused_subscriptions += 1  # ESPHome logs it and answers nothing
+                return
+            self.subscriber = client
             if client.adverts is None:
                 client.adverts = asyncio.get_running_loop().create_task(
                     self._advertise(client), name="fake-proxy-adverts")
         elif kind == "UnsubscribeBluetoothLEAdvertisementsRequest":
+            if self.subscriber is client:
+                self.subscriber = None
             if client.adverts is not None:
                 client.adverts.cancel()
                 client.adverts = None
