@@ -7,13 +7,8 @@ proxy rebooted, left the network, or stopped answering its keepalive pings) it c
 again after a backoff delay (battery_hawk.mqtt.backoff.retry_delay, jittered by an
 injected random source). Nothing here ever waits on the proxy without a bound, so a proxy
 that is away or hangs costs a caller at most its timeout and never stalls other radios.
-
-Facts from ESPHome's native API (aioesphomeapi/model.py BluetoothProxyFeature): a proxy
-announces what it can in DeviceInfoResponse.bluetooth_proxy_feature_flags; connections
-need ACTIVE_CONNECTIONS (``bluetooth_proxy: active: true``) and REMOTE_CACHING (ESPHome
-2022.12 and later); raw advertisements need RAW_ADVERTISEMENTS (ESPHome 2023.6 and
-later). A proxy reports its free connection slots and their limit in
-BluetoothConnectionsFreeResponse whenever they change.
+session.py opens a session and checks the proxy's features. A proxy reports its free
+connection slots and their limit in BluetoothConnectionsFreeResponse whenever they change.
 """
 
 from __future__ import annotations
@@ -28,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioesphomeapi.ble_defs import ESP_CONNECTION_ERROR_DESCRIPTION
-from aioesphomeapi.client import APIClient
-from aioesphomeapi.model import BluetoothProxyFeature, ConnectionClosedEvent
 from bluetooth_data_tools import mac_to_int
 
 from battery_hawk.config import EsphomeProxyConfig
@@ -45,6 +38,7 @@ from battery_hawk.esphome._errors import API_FAILURES, translate
 from battery_hawk.esphome.adverts import decode_raw_advertisement
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.esphome.link import EsphomeLink
+from battery_hawk.esphome.session import ProxyInfo, ProxySession, open_session
 from battery_hawk.models import Advertisement
 from battery_hawk.mqtt.backoff import ReconnectionConfig, retry_delay
 
@@ -57,26 +51,9 @@ ADVERT_QUEUE_SIZE = 256
 # subscribe_api_connection: "Only one API subscription is allowed at a time"); a proxy
 # that Home Assistant uses stays silent for us. Said once a session after this long.
 ADVERT_SILENCE = 60.0
-CLIENT_INFO = "battery-hawk"
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
 PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
                                    backoff_multiplier=2.0, jitter_factor=0.2)
-_NEEDED_FOR_CONNECTIONS = (BluetoothProxyFeature.ACTIVE_CONNECTIONS
-                           | BluetoothProxyFeature.REMOTE_CACHING)
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyInfo:
-    """Who the proxy is, from its DeviceInfoResponse."""
-
-    name: str
-    mac: str  # the proxy's own Bluetooth MAC
-    esphome_version: str
-    feature_flags: int
-
-    @property
-    def connectable(self) -> bool:
-        return self.feature_flags & _NEEDED_FOR_CONNECTIONS == _NEEDED_FOR_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,25 +61,6 @@ class _Heard:
     rssi: int
     address_type: int
     at: float  # time.monotonic()
-
-
-class _Session:
-    """One live API connection and what came with it."""
-
-    def __init__(self, client: APIClient, info: ProxyInfo, closed: asyncio.Event,
-                 failures: list[Exception]) -> None:
-        self.client = client
-        self.info = info
-        self.free = 0
-        self.limit = 0
-        self.closed = closed  # set when the connection stops
-        self.counted = asyncio.Event()  # the proxy reported its slots
-        self.heard_any = False
-        self.failures = failures  # why it stopped, if aioesphomeapi said
-
-    @property
-    def error(self) -> Exception | None:
-        return self.failures[0] if self.failures else None
 
 
 class EsphomeTransport:
@@ -134,7 +92,7 @@ class EsphomeTransport:
         self.advert_silence = advert_silence
         self._backoff = backoff
         self._rng = rng or random.Random()
-        self._session: _Session | None = None
+        self._session: ProxySession | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._heard: dict[str, _Heard] = {}
@@ -218,7 +176,8 @@ class EsphomeTransport:
         failing = False
         while True:
             try:
-                session = await self._connect_session()
+                session = await open_session(self.proxy, keepalive=self.keepalive,
+                                             timeout=self.api_timeout)
             except TransportError as exc:
                 self.last_error = exc
                 if not failing:
@@ -246,46 +205,7 @@ class EsphomeTransport:
             await asyncio.sleep(retry_delay(attempt, self._backoff, self._rng))
             attempt += 1
 
-    async def _connect_session(self) -> _Session:
-        where = f"proxy {self.proxy.label}"
-        client = APIClient(self.proxy.host, self.proxy.port, self.proxy.password,
-                           client_info=CLIENT_INFO, keepalive=self.keepalive,
-                           noise_psk=self.proxy.encryption_key, provide_time=False)
-        closed = asyncio.Event()
-        failure: list[Exception] = []
-
-        def on_closed(event: ConnectionClosedEvent) -> None:
-            if event.error is not None:
-                failure.append(event.error)
-            closed.set()
-
-        async def on_stop(_expected: bool) -> None:
-            closed.set()
-
-        client.add_connection_closed_callback(on_closed)
-        try:
-            async with asyncio.timeout(self.api_timeout):
-                await client.connect(on_stop=on_stop, login=True)
-                device = await client.device_info()
-        except asyncio.CancelledError:
-            client.force_disconnect()
-            raise
-        except API_FAILURES as exc:
-            client.force_disconnect()
-            cause = failure[0] if failure else exc
-            raise translate(cause, where, "connecting") from cause
-        assert client.api_version is not None
-        flags = device.bluetooth_proxy_feature_flags_compat(client.api_version)
-        info = ProxyInfo(device.name, device.bluetooth_mac_address or device.mac_address,
-                         device.esphome_version, int(flags))
-        problem = _feature_problem(flags)
-        if problem is not None:
-            client.force_disconnect()
-            raise AdapterNotReadyError(f"{where} ({info.name}, ESPHome "
-                                       f"{info.esphome_version}): {problem}")
-        return _Session(client, info, closed, failure)
-
-    async def _serve(self, session: _Session) -> None:
+    async def _serve(self, session: ProxySession) -> None:
         client = session.client
         try:
             if session.info.connectable:
@@ -321,18 +241,18 @@ class EsphomeTransport:
                 link.drop()
             client.force_disconnect()
 
-    def _on_slots(self, session: _Session, free: int, limit: int) -> None:
+    def _on_slots(self, session: ProxySession, free: int, limit: int) -> None:
         session.free, session.limit = free, limit
         session.counted.set()
 
-    def _check_silence(self, session: _Session) -> None:
+    def _check_silence(self, session: ProxySession) -> None:
         if not session.heard_any and not session.closed.is_set():
             _LOGGER.warning(
                 "proxy %s: no advertisement in %.0f s. An ESPHome proxy forwards them to one "
                 "API client only: if Home Assistant (or another program) uses this proxy, "
                 "give battery-hawk a proxy of its own", self.proxy.label, self.advert_silence)
 
-    def _on_adverts(self, session: _Session, message: Any) -> None:
+    def _on_adverts(self, session: ProxySession, message: Any) -> None:
         session.heard_any = True
         now = time.monotonic()
         for raw in message.advertisements:
@@ -421,7 +341,7 @@ class EsphomeTransport:
             self._links.discard(link)
             await asyncio.shield(link.close())
 
-    async def _establish(self, session: _Session, link: EsphomeLink, heard: _Heard,
+    async def _establish(self, session: ProxySession, link: EsphomeLink, heard: _Heard,
                          timeout: float) -> None:
         client = session.client
         try:
@@ -449,13 +369,3 @@ class EsphomeTransport:
         except API_FAILURES as exc:
             await asyncio.shield(link.close())
             raise translate(exc, link.where, "connect") from exc
-
-
-def _feature_problem(flags: int) -> str | None:
-    """Why a device cannot serve as a proxy for battery-hawk, or None."""
-    if not flags & BluetoothProxyFeature.PASSIVE_SCAN:
-        return "it is no Bluetooth proxy: add `bluetooth_proxy:` to its YAML"
-    if not flags & BluetoothProxyFeature.RAW_ADVERTISEMENTS:
-        return "its ESPHome is too old to forward raw advertisements: update it to 2023.6 "\
-            "or later"
-    return None
