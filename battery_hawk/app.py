@@ -13,7 +13,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from battery_hawk.ble.link import Transport
 from battery_hawk.config import Config, DeviceConfig
@@ -59,6 +59,9 @@ from battery_hawk.site.ownership import GRACE
 from battery_hawk.storage import Announcements, SeqStore
 from battery_hawk.systemd import Notifier
 
+if TYPE_CHECKING:
+    from battery_hawk.esphome import EsphomeTransport
+
 __all__ = ["App"]
 
 _log = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class App:
         self.topics = Topics(config.mqtt.topic_prefix, config.gateway_id,
                              config.mqtt.discovery_prefix)
         self._transport = transport
+        self.proxies: list[EsphomeTransport] = []  # ESPHome proxies among the radios
         self._notifier = notifier or Notifier()
         self._stats_interval = stats_interval
         self._availability_interval = availability_interval
@@ -179,12 +183,29 @@ class App:
                 on_recovery=lambda event: metrics.observe_adapter_recovery(
                     event.adapter, event.reason, event.method, event.ok),
             )
+            if bt.esphome_proxies:
+                self._transport = self._with_proxies(self._transport)
         return self._transport
+
+    def _with_proxies(self, local: Transport) -> Transport:
+        """The local radio and every configured ESPHome proxy, as one RadioSet."""
+        from battery_hawk.ble.radios import RadioSet
+        from battery_hawk.esphome.radios import add_proxies
+
+        bt = self.config.bluetooth
+        radios = local if isinstance(local, RadioSet) else RadioSet()
+        if radios is not local:
+            radios.add_radio(bt.adapter, local, slots=bt.max_concurrent_connections)
+        self.proxies = add_proxies(radios, bt.esphome_proxies,
+                                   connect_timeout=bt.connect_timeout)
+        return radios
 
     async def start(self) -> None:
         """Start every part; returns once the tasks run (the broker may still be away)."""
         bind(gateway_id=self.config.gateway_id, adapter=self.config.bluetooth.adapter)
         await self._start_http()
+        for proxy in self.transport_proxies():
+            await proxy.start()  # sessions come up in the background, never block start-up
         if self.mqtt is not None:
             if self.site is not None:  # before the first session, so none is missed
                 await self.site.start()
@@ -232,6 +253,8 @@ class App:
         self._device_tasks.clear()
         if self.site is not None:
             await self.site.stop()  # release our leases: others take over at once
+        for proxy in self.proxies:
+            await proxy.close()
         self._seq.close()
         self.gaps.close()
         await self.retained.close()
@@ -247,6 +270,12 @@ class App:
         if self._started:  # a start that failed (e.g. a busy HTTP port) never "started"
             _log.info("battery-hawk stopped")
         self._started = False
+
+    def transport_proxies(self) -> list[EsphomeTransport]:
+        """The ESPHome proxies among the radios (builds the transport if needed)."""
+        if self.config.bluetooth.esphome_proxies:
+            _ = self.transport
+        return self.proxies
 
     async def __aenter__(self) -> App:
         await self.start()
@@ -506,7 +535,8 @@ class App:
         silence = max(60.0, 3 * interval)
         failing = False
         while True:
-            if not self._passive and self.site is None:
+            # several radios choose by what each hears: they always listen
+            if not self._passive and self.site is None and not self.proxies:
                 await asyncio.sleep(interval)
                 continue
             stream = self.transport.advertisements()

@@ -30,6 +30,8 @@ from battery_hawk.ble.exchange import fetch_reading
 from battery_hawk.ble.link import Transport
 from battery_hawk.config import DeviceConfig
 from battery_hawk.errors import (
+    AdapterNotReadyError,
+    BluetoothUnavailableError,
     CircuitOpenError,
     ConnectTimeoutError,
     DecodeError,
@@ -347,7 +349,10 @@ class DeviceCoordinator:
             status.decode_errors += 1
         else:
             status.transport_errors += 1
-            if not isinstance(exc, CircuitOpenError):
+            # a radio that is away (an adapter off, a proxy gone) is no fault of the
+            # device: its breaker stays closed so the device is read as soon as it returns
+            if not isinstance(exc, CircuitOpenError | AdapterNotReadyError
+                              | BluetoothUnavailableError):
                 self._breaker.record_failure()
         self._sink.on_error(self.info, kind)
         if not self._failing:  # one warning per run of failures; recovery logged once too

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from battery_hawk.config import DeviceConfig
 from battery_hawk.coordinator import AUTO_REFRESH, DeviceCoordinator, offline_after
+from battery_hawk.errors import AdapterNotReadyError, BluetoothUnavailableError, TransportError
 from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Reading
 from battery_hawk.protocols import get_driver
 from battery_hawk.simulator import frames
-from battery_hawk.simulator.devices import SimTransport
+from battery_hawk.simulator.devices import SimLink, SimTransport
 from battery_hawk.storage import SeqStore
 
 
@@ -110,6 +112,41 @@ async def test_circuit_breaker_stops_polling_a_dead_device(tmp_path: Path) -> No
     # five failures open the breaker; later polls do not touch the radio
     assert len(sink.errors) == 5
     assert coordinator.status.transport_errors == 5
+
+
+class AwayRadio(SimTransport):
+    """A radio that is away (a proxy gone, an adapter off): every connect fails so."""
+
+    def __init__(self, inner: SimTransport, error: TransportError) -> None:
+        super().__init__(inner.devices.values(), clock=inner._clock)
+        self.error: TransportError | None = error
+
+    def connect(self, address: str, *, timeout: float | None = None
+                ) -> AbstractAsyncContextManager[SimLink]:
+        if self.error is not None:
+            raise self.error
+        return super().connect(address, timeout=timeout)
+
+
+@pytest.mark.parametrize("error", [AdapterNotReadyError("proxy 10.0.0.5:6053: not connected"),
+                                   BluetoothUnavailableError("no adapter hci1")])
+async def test_a_radio_away_does_not_open_the_devices_breaker(
+    tmp_path: Path, error: TransportError
+) -> None:
+    clock = Clock()
+    away = AwayRadio(SimTransport.with_fleet(5, clock=clock), error)
+    device = next(d for d in away.devices.values() if d.family == "bm6")
+    config = DeviceConfig(address=device.address, type="bm6", name="Test", poll_interval=10.0)
+    sink = RecordingSink()
+    coordinator = DeviceCoordinator(config, get_driver("bm6")(None), away, sink,
+                                    SeqStore(tmp_path), connect_timeout=2.0, clock=clock)
+    for _ in range(10):
+        clock.now += 10
+        assert await coordinator.poll_once() is None
+    assert len(sink.errors) == 10 and coordinator.breaker_state == "closed"
+    away.error = None  # the radio is back: the very next poll reads
+    clock.now += 10
+    assert await coordinator.poll_once() is not None
 
 
 async def test_seq_continues_after_restart(tmp_path: Path) -> None:
