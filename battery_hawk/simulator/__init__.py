@@ -2,7 +2,7 @@
 
 frames: pure encoders (the inverse of each decoder); battery: a seeded battery model;
 devices: SimTransport, a bleak-free Transport over simulated monitors. Importing this
-package needs only the standard library, `cryptography` and battery_hawk itself.
+package needs only the standard library, pycryptodome and battery_hawk itself.
 """
 
 from __future__ import annotations

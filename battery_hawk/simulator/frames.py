@@ -1,9 +1,9 @@
 """Encoders: the exact byte frames each family sends, built from a Reading.
 
 The inverse of the decoders in battery_hawk.protocols, for the demo simulator and the
-fake BlueZ. Needs only the standard library and `cryptography` (the fake BlueZ imports it
-under the system Python, where victron-ble is not installed); the Victron side is written
-here from the documented layout and checked against victron-ble in the tests.
+fake BlueZ's controller. Needs the standard library and pycryptodome (the AES library
+battery_hawk/protocols/_aes.py uses); the Victron side is written here from the
+documented layout and checked against victron-ble in the tests.
 
 Values are quantised to what each protocol can carry (BM6: whole degrees and percent,
 centivolts; Victron: its field resolutions); out-of-range values are clamped.
@@ -12,12 +12,12 @@ centivolts; Victron: its field resolutions); out-of-range values are clamped.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import lru_cache
 from typing import Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from Crypto.Cipher import AES
 
 from battery_hawk.errors import DecodeError
 from battery_hawk.models import BatteryState, Reading
@@ -208,18 +208,18 @@ def _bits(fields: Sequence[tuple[int, int]]) -> bytes:
 
 
 @lru_cache(maxsize=256)
-def _ecb(key: bytes) -> CipherContext:
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+def _ecb(key: bytes) -> Callable[[bytes], bytes]:
+    return AES.new(key, AES.MODE_ECB).encrypt
 
 
 def _ctr(key: bytes, nonce: int, plain: bytes) -> bytes:
     # AES-CTR with a 128-bit little-endian counter starting at the 16-bit nonce.
-    encryptor = _ecb(key)
+    encrypt = _ecb(key)
     blocks = b"".join(
         ((nonce + i) % (1 << 128)).to_bytes(16, "little")
         for i in range((len(plain) + BLOCK - 1) // BLOCK)
     )
-    stream = encryptor.update(blocks)
+    stream = encrypt(blocks)
     return bytes(p ^ s for p, s in zip(plain, stream, strict=False))
 
 

@@ -3,7 +3,7 @@
 The inverse of battery_hawk.protocols.history, built from the layout documented there
 (the framing of the captured BM6 page: header, records newest first, trailer with the
 framed length). For the fake BlueZ, the tests and bench/history.py. Needs only the
-standard library and `cryptography`, like frames.py.
+standard library and pycryptodome, like frames.py.
 """
 
 from __future__ import annotations
