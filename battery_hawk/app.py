@@ -256,6 +256,7 @@ class App:
         for proxy in self.proxies:
             await proxy.close()
         self._seq.close()
+        self._announced.flush()
         self.gaps.close()
         await self.retained.close()
         if self.mqtt is not None:
@@ -574,6 +575,7 @@ class App:
         while True:
             await asyncio.sleep(self._availability_interval)
             self._seq.flush_if_due()  # a quiet device must not keep its seq only in memory
+            self._announced.flush_if_due()  # nor its entities and active alerts
             for coordinator in list(self.coordinators.values()):
                 await coordinator.check_availability()
             await self._publish_holders()

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from battery_hawk.ble.breaker import CircuitBreaker
 from battery_hawk.ble.exchange import fetch_reading
@@ -174,26 +174,29 @@ class DeviceCoordinator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), first_delay)
         due = self._clock()
-        while not stop.is_set():
-            if self._visit_due() and self._may_read():
-                await self.poll_once()
-            # a fixed schedule, so wake-up latency does not add up into drift; a visit
-            # that overran its slot is followed at once by the next
-            due = max(due + interval, self._clock())
-            await self._sleep(stop, due - self._clock())
-            if self._woken.is_set():
-                self._woken.clear()
-                due = self._clock()
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        """Sleep until ``stop`` is set, ``take_over()`` wakes us, or ``seconds`` pass."""
-        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+        stopping = asyncio.ensure_future(stop.wait())  # one waiter for the whole run
         try:
-            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
+            while not stop.is_set():
+                if self._visit_due() and self._may_read():
+                    await self.poll_once()
+                # a fixed schedule, so wake-up latency does not add up into drift; a visit
+                # that overran its slot is followed at once by the next
+                due = max(due + interval, self._clock())
+                await self._sleep(stopping, due - self._clock())
+                if self._woken.is_set():
+                    self._woken.clear()
+                    due = self._clock()
+        finally:
+            stopping.cancel()
+
+    async def _sleep(self, stopping: asyncio.Future[Any], seconds: float) -> None:
+        """Sleep until ``stopping`` is done, ``take_over()`` wakes us, or ``seconds`` pass."""
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait((stopping, woken), timeout=max(seconds, 0.0),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            woken.cancel()
 
     async def poll_once(self) -> Reading | None:
         """One visit: connect, fetch a reading, publish it. Failures are counted, not raised."""

@@ -1,11 +1,17 @@
 """What the daemon remembers across restarts, in small JSON files under storage.path.
 
 - seq.json: per-device sequence counters with a block of seqs reserved ahead of use
-  (one write per ``block`` readings, plus one every ``flush_interval`` seconds), so a
-  Pi's SD card sees a handful of writes a minute, not one per reading, and a seq is
-  never reused after a crash (the rest of the block is skipped instead).
+  (one write per half ``block`` readings for all devices together, plus one every
+  ``flush_interval`` seconds), so a Pi's SD card sees a handful of writes a minute, not
+  one per reading, and a seq is never reused after a crash (the rest of the block is
+  skipped instead).
 - announced.json: which Home Assistant entities each device has, and which of its alerts
   are active, so removed devices lose their entities and alerts are not raised twice.
+  A change is written at once after a quiet ``flush_interval``; changes that follow
+  within it are written together when it has passed (``flush_if_due``, called from the
+  daemon's availability loop) or at a clean stop (``flush``). Startup with 200 devices
+  is one write, not 200 growing ones. A crash loses at most the last interval's changes:
+  the daemon then announces a device again, or raises an alert a second time.
 
 Every file is written atomically (temp file, fsync, rename).
 """
@@ -108,15 +114,26 @@ class SeqStore:
 
     def next(self, device_id: str) -> int:
         """The next seq for a device; reserves the next block on disk when one is used up."""
-        seq = self._counters.get(device_id, 0) + 1
-        self._counters[device_id] = seq
+        last = self._counters.get(device_id, 0)
         self._dirty = True
-        if seq > self._reserved.get(device_id, 0):
-            self._reserved[device_id] = seq + self._block - 1
+        if last >= self._reserved.get(device_id, 0):
+            self._reserve(device_id, last)
+            self._counters[device_id] = last + 1
             self.flush()
         else:
+            self._counters[device_id] = last + 1
             self.flush_if_due()
-        return seq
+        return last + 1
+
+    def _reserve(self, device_id: str, last: int) -> None:
+        """A new block for ``device_id``, and in the same write for every device past half
+        of its own: devices renew together, so 200 of them cost one write per half block,
+        not one each."""
+        self._reserved[device_id] = last + self._block
+        half = self._block // 2
+        for other, used in self._counters.items():
+            if self._reserved.get(other, 0) - used < half:
+                self._reserved[other] = used + self._block
 
     def flush_if_due(self) -> None:
         """Write the counters if they changed and flush_interval has passed."""
@@ -165,8 +182,19 @@ class Announcements:
     raise an alert again after a restart when it was already raised.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        flush_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = directory / "announced.json"
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._dirty = False
+        self._write_failing = False
+        self._last_write: float | None = None
         raw = read_json(self._path)
         self._data: dict[str, Announced] = {}
         if isinstance(raw, dict):
@@ -211,8 +239,28 @@ class Announcements:
         if self._data.pop(device_id, None) is not None:
             self._save()
 
-    def _save(self) -> None:
+    def flush_if_due(self) -> None:
+        """Write the changes if there are any and flush_interval has passed since the last."""
+        if self._dirty and (self._last_write is None
+                            or self._clock() - self._last_write >= self._flush_interval):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the changes now, if there are any (a clean stop calls this)."""
+        if not self._dirty:
+            return
+        self._last_write = self._clock()
         # plain dicts by hand: asdict deep-copies every tuple, which shows at 200 devices
-        write_json(self._path, {k: {"fields": v.fields, "alerts": v.alerts, "active": v.active,
-                                    "fingerprint": v.fingerprint}
-                                for k, v in self._data.items()})
+        data = {k: {"fields": v.fields, "alerts": v.alerts, "active": v.active,
+                    "fingerprint": v.fingerprint} for k, v in self._data.items()}
+        if write_json(self._path, data, quiet=self._write_failing):  # a failure: said once
+            self._dirty = False
+            if self._write_failing:
+                _log.info("%s is writable again", self._path)
+            self._write_failing = False
+        else:
+            self._write_failing = True
+
+    def _save(self) -> None:
+        self._dirty = True
+        self.flush_if_due()

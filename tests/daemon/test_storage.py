@@ -69,11 +69,35 @@ def test_announcements_merge_fields_and_remember_active_alerts(tmp_path: Path) -
     assert known.update("car", ["voltage"], ["low_voltage"]) is False  # nothing new
     assert known.update("car", ["temperature"], ["low_voltage"]) is True
     known.set_active("car", ["low_voltage"])
+    known.flush()  # a clean stop
     again = Announcements(tmp_path)
     assert again.get("car") == Announced(("voltage", "soc", "temperature"), ("low_voltage",),
                                          ("low_voltage",))
     again.forget("car")
+    again.flush()
     assert "car" not in Announcements(tmp_path)
+
+
+def test_announcement_changes_within_the_interval_are_written_together(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    known = Announcements(tmp_path, flush_interval=5.0, clock=clock)
+    known.update("dev0", ["voltage"], [])  # the first change after a quiet spell: at once
+    assert set(Announcements(tmp_path).items()) == {("dev0", Announced(("voltage",)))}
+    for i in range(1, 200):  # startup of 200 devices: not 200 ever-growing files
+        known.update(f"dev{i}", ["voltage"], [])
+    assert len(Announcements(tmp_path).items()) == 1
+    clock.now += 4.9
+    known.flush_if_due()
+    assert len(Announcements(tmp_path).items()) == 1
+    clock.now += 0.1
+    known.flush_if_due()
+    assert len(Announcements(tmp_path).items()) == 200
+    known.set_active("dev7", ["low_voltage"])
+    assert Announcements(tmp_path).get("dev7").active == ()  # within the interval: waits
+    known.flush()  # a clean stop writes what waits
+    assert Announcements(tmp_path).get("dev7").active == ("low_voltage",)
 
 
 def test_a_changed_fingerprint_announces_again(tmp_path: Path) -> None:
@@ -93,3 +117,19 @@ def test_an_unwritable_disk_is_logged_once(tmp_path: Path,
         clock.now += 1
         store.next("car")
     assert caplog.text.count("cannot write") == 1
+
+
+def test_devices_renew_their_seq_blocks_together(tmp_path: Path) -> None:
+    store = SeqStore(tmp_path, flush_interval=float("inf"), block=10)
+    path = tmp_path / "seq.json"
+    writes, before = 0, b""
+    for round_ in range(120):  # 20 devices, joining one a round, read in turn
+        for device in range(min(round_ + 1, 20)):
+            store.next(f"dev{device}")
+            now = path.read_bytes()
+            writes += now != before
+            before = now
+    # one device's renewal renews every device past half its block: about one write per
+    # 5 rounds, not one per device and block (20 devices x 11 blocks = 220)
+    assert writes <= 40, writes
+    assert [store.last(f"dev{d}") for d in range(20)] == [120 - d for d in range(20)]

@@ -60,6 +60,7 @@ async def test_alert_stage_adds_state_and_transitions_and_remembers_active(
     assert first.alerts[AlertKind.LOW_VOLTAGE].active is False
     low = await stage.handle(ProcessedReading(reading(11.5, 2)))
     assert [(c.kind, c.active) for c in low.alert_changes] == [(AlertKind.LOW_VOLTAGE, True)]
+    store.flush()  # a clean stop
     assert Announcements(tmp_path).get("car").active == ("low_voltage",)
 
 
