@@ -8,7 +8,10 @@ quality, alerts) is on for every device, as it is by default. Targets: N=10 at m
 RSS and 0.5 % of a core; N=200 sustained with p99 at most 50 ms and at most 0.25 ms of CPU
 per reading. The demo's broker runs in a child process (as a real broker would run beside the
 daemon); its figures are reported separately. For scale it also reports the RSS of a bare
-Python interpreter measured in the same run.
+Python interpreter measured in the same run, and the floor under the CPU figure: a bare
+aiomqtt client (no daemon around it) publishing the same two QoS 1 messages per reading
+(retained state and readings, a state-sized JSON document built per reading) to a
+mosquitto at the same rate, measured the same way.
 
     .venv/bin/python bench/footprint.py [--quick]
 
@@ -37,7 +40,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.brokers import Subscriber, free_port  # noqa: E402
+from tests.support.brokers import Mosquitto, Subscriber, free_port  # noqa: E402
 
 
 class StampingSubscriber(Subscriber):
@@ -133,6 +136,53 @@ async def measure(devices: int, warmup: float, window: float) -> Result:
     )
 
 
+RAW_PUBLISHER = """
+import asyncio, json, sys, time
+import aiomqtt
+
+async def main(port: int, devices: int) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=100) as client:
+        due, seq = time.monotonic(), 0
+        while True:
+            for device in range(devices):
+                seq += 1
+                doc = json.dumps({"device_id": f"dev{device:03d}", "seq": seq,
+                                  "timestamp": "2026-11-30T12:00:00.000000Z",
+                                  "voltage": 12.84, "soc": 87, "temperature": 21.0,
+                                  "current": None, "state": "normal", "rssi": -70,
+                                  "trend": "idle", "slope_v_per_h": 0.01,
+                                  "link_quality": "EXCELLENT", "soc_estimated": False,
+                                  "chemistry": "lead_acid", "nominal_voltage": 12}).encode()
+                await client.publish(f"raw/device/dev{device:03d}/state", doc, qos=1,
+                                     retain=True)
+                await client.publish(f"raw/device/dev{device:03d}/readings", doc, qos=1)
+                due += 1.0 / devices
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+async def measure_raw(devices: int, warmup: float, window: float) -> float:
+    """CPU ms per reading of a bare aiomqtt client sending two QoS 1 messages a reading."""
+    broker = Mosquitto()
+    broker.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RAW_PUBLISHER, str(broker.port), str(devices), cwd=ROOT)
+    try:
+        await asyncio.sleep(warmup)
+        process = psutil.Process(proc.pid)
+        before, wall_before = process.cpu_times(), time.monotonic()
+        await asyncio.sleep(window)
+        busy = _busy(before, process.cpu_times())
+        wall = time.monotonic() - wall_before
+    finally:
+        proc.kill()
+        await proc.wait()
+        broker.close()
+    return busy * 1000.0 / (devices * wall)
+
+
 def _busy(before: Any, after: Any) -> float:
     return float(after.user + after.system - before.user - before.system)
 
@@ -154,6 +204,7 @@ def main() -> None:
     warmup, window = (5.0, 10.0) if args.quick else (10.0, 30.0)
     baseline = bare_python_rss_mib()
     results = [asyncio.run(measure(n, warmup, window)) for n in (10, 200)]
+    raw_ms = asyncio.run(measure_raw(200, warmup, window))
     print(f"battery-hawk demo footprint ({window:.0f} s windows after {warmup:.0f} s warm-up; "
           f"{os.cpu_count()} cores)")
     print(f"{'devices':>8} {'RSS MiB':>8} {'CPU %':>7} {'readings/s':>11} {'expected':>9} "
@@ -165,6 +216,8 @@ def main() -> None:
               f"{r.p99_ms:>8.1f} {r.lost:>5} {r.broker_rss_mib:>11.1f} "
               f"{r.broker_cpu_pct:>13.1f}")
     print(f"bare Python interpreter RSS: {baseline:.1f} MiB")
+    print(f"bare aiomqtt client, 2 QoS 1 publishes per reading at 200 readings/s: "
+          f"{raw_ms:.3f} ms CPU per reading (the floor under the daemon's figure)")
     n10, n200 = results
     print("lost = seq numbers missing between the first and last reading seen of a device")
     print("CPU ms/reading = daemon CPU time / readings that reached the subscriber")
@@ -181,6 +234,7 @@ def main() -> None:
         "n200_cpu_ms_per_reading": round(n200.cpu_ms_per_reading, 3),
         "n200_broker_cpu_pct": round(n200.broker_cpu_pct, 1),
         "python_baseline_rss_mib": round(baseline, 1),
+        "raw_aiomqtt_cpu_ms_per_reading": round(raw_ms, 3),
     }))
 
 
