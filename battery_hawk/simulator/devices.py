@@ -346,11 +346,16 @@ class SimTransport:
         return self._connect(address)
 
     async def advertisements(self) -> AsyncIterator[Advertisement]:
-        """Every reachable device advertises once per advert_interval, forever."""
+        """Every reachable device advertises once per advert_interval, forever, each at its
+        own moment of the interval: real devices advertise independently, not in step, and
+        a fleet advertising all at once would be a burst no radio hears."""
         while True:
-            for adv in self._snapshot():
-                yield adv
-            await asyncio.sleep(self.advert_interval)
+            fleet = list(self.devices.values())
+            step = self.advert_interval / max(len(fleet), 1)
+            for device in fleet:
+                if device.reachable:
+                    yield device.advertisement(self._clock())
+                await asyncio.sleep(step)
 
     async def scan(self, timeout: float) -> list[Advertisement]:
         """One pass: each reachable device's current advertisement (no waiting)."""

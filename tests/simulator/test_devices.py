@@ -160,6 +160,19 @@ async def test_advertisements_stream_every_device() -> None:
     assert {a.address for a in got} == set(t.devices)
 
 
+async def test_a_fleet_advertises_spread_over_the_interval_not_in_one_burst() -> None:
+    t = SimTransport.with_fleet(10, advert_interval=0.2)
+    stream = t.advertisements()
+    loop = asyncio.get_running_loop()
+    first = await asyncio.wait_for(anext(stream), WAIT)
+    started = loop.time()
+    rest = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(9)]
+    elapsed = loop.time() - started
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert {a.address for a in (first, *rest)} == set(t.devices)
+    assert elapsed >= 9 * 0.2 / 10 * 0.99  # one device's moment after another's
+
+
 async def test_dropped_link_ends_the_wait_and_refuses_writes() -> None:
     t = transport()
     device = first(t, "bm6")
