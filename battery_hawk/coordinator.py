@@ -125,7 +125,7 @@ class DeviceCoordinator:
         )
         self._clock = clock
         self._started = clock()
-        self._last_emit: float | None = None
+        self._advert_due: float | None = None  # a passive device's next reading from adverts
         self._last_advert: float | None = None  # last advert reading emitted (auto mode)
         self._last_visit: float | None = None  # last reading over a connection
         self._last_connected: Reading | None = None
@@ -241,6 +241,8 @@ class DeviceCoordinator:
 
     async def feed(self, adv: Advertisement) -> Reading | None:
         """Decode an advertisement of a passive device; publish at most once per interval."""
+        if self._advert_due is not None and self._clock() < self._advert_due:
+            return None  # most adverts: not due yet (checked before any other work)
         with log_context(device_id=self.info.device_id, address=self.info.address):
             return await self._feed(adv)
 
@@ -248,7 +250,8 @@ class DeviceCoordinator:
         now = self._clock()
         if not self._may_read():
             return None
-        if self._last_emit is not None and now - self._last_emit < self.config.poll_interval:
+        due = self._advert_due
+        if due is not None and now < due:
             return None
         try:
             reading = self.driver.decode_advert(adv)
@@ -262,6 +265,11 @@ class DeviceCoordinator:
             return None
         reading = self._complete(reading)
         self._last_advert = now
+        # on a schedule, like visits: adverts come at their own pace, and "one interval
+        # since the last" would lose a reading whenever an advert came a little early
+        interval = self.config.poll_interval
+        self._advert_due = max((due if due is not None else now) + interval,
+                               now + interval / 2)
         await self._emit(reading, rssi=adv.rssi)
         return reading
 
@@ -320,7 +328,6 @@ class DeviceCoordinator:
     async def _stamp_and_send(self, reading: Reading, rssi: int | None,
                               duration: float | None) -> None:
         now = self._clock()
-        self._last_emit = now
         # a driver that learns the product name from the device (Victron's model id)
         model = getattr(self.driver, "device_model", None)
         if model and model != self.info.model:

@@ -147,7 +147,9 @@ async def run_demo(options: DemoOptions) -> int:
     loop = asyncio.get_running_loop()
     fleet = demo_fleet(options.devices, seed=options.seed, start=loop.time(),
                        bm2_interval=min(1.0, interval))
-    transport = SimTransport(fleet, advert_interval=min(1.0, interval))
+    # two adverts per reading interval: a passive device then always has an advert at hand
+    # when its next reading is due (adverts paced exactly at the interval would miss some)
+    transport = SimTransport(fleet, advert_interval=min(1.0, interval) / 2)
     started: list[App] = []
     stop_asked = False
 

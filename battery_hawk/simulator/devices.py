@@ -349,13 +349,17 @@ class SimTransport:
         """Every reachable device advertises once per advert_interval, forever, each at its
         own moment of the interval: real devices advertise independently, not in step, and
         a fleet advertising all at once would be a burst no radio hears."""
+        loop = asyncio.get_running_loop()
+        moment = loop.time()
         while True:
             fleet = list(self.devices.values())
             step = self.advert_interval / max(len(fleet), 1)
             for device in fleet:
                 if device.reachable:
                     yield device.advertisement(self._clock())
-                await asyncio.sleep(step)
+                # on a fixed schedule: sleeping ``step`` each time would drift late
+                moment = max(moment + step, loop.time() - self.advert_interval)
+                await asyncio.sleep(moment - loop.time())
 
     async def scan(self, timeout: float) -> list[Advertisement]:
         """One pass: each reachable device's current advertisement (no waiting)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -77,6 +78,19 @@ async def test_passive_device_publishes_at_most_once_per_poll_interval(tmp_path:
     assert await coordinator.feed(adverts[0]) is not None
     assert [r.seq for r in sink.readings] == [1, 2]
     assert sink.readings[0].rssi == adverts[0].rssi
+
+
+async def test_adverts_a_little_early_or_late_still_give_one_reading_per_interval(
+    tmp_path: Path,
+) -> None:
+    coordinator, transport, sink, clock = make(tmp_path, "victron", poll=1.0)
+    advert = next(a for a in await transport.scan(1) if a.address == coordinator.config.address)
+    jitter = random.Random(7)
+    start = clock.now
+    while clock.now - start < 100.0:  # an advert every 0.4 s or so for 100 s
+        await coordinator.feed(advert)
+        clock.now += 0.4 + jitter.uniform(-0.05, 0.05)
+    assert 99 <= len(sink.readings) <= 101  # "1 s since the last" would give about 80
 
 
 async def test_unreachable_device_goes_offline_once_then_online_with_next_reading(
