@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--timeout", type=_positive, default=10.0, metavar="S",
                       help="seconds to listen (default: 10)")
     _adapter_option(scan)
+    scan.add_argument("--esphome", type=_proxy, default=None, metavar="HOST[:PORT]",
+                      help="listen through this ESPHome Bluetooth proxy instead of the adapter "
+                      "(port default: 6053)")
+    scan.add_argument("--esphome-key", default=None, metavar="BASE64",
+                      help="the proxy's `api: encryption: key:` (default: "
+                      "$BATTERY_HAWK_ESPHOME_KEY, else none)")
 
     read = sub.add_parser(
         "read", parents=[common], help="one reading from one device, as JSON",
@@ -248,6 +254,12 @@ def _port(text: str) -> int:
     return int(_number(text, int, 1, 65535))
 
 
+def _proxy(text: str) -> tuple[str, int]:
+    from battery_hawk.esphome.command import parse_proxy  # imports no aioesphomeapi
+
+    return parse_proxy(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run a subcommand; returns the exit code."""
     try:
@@ -296,6 +308,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             password=args.password or os.environ.get(PASSWORD_ENV) or None,
             listen=args.listen,
         )))
+    if command == "scan" and args.esphome is not None:
+        from battery_hawk.esphome.command import scan_proxy_main
+
+        return asyncio.run(scan_proxy_main(args))
     if command == "scan":
         from battery_hawk.ble_cli import scan_main
 

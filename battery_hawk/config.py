@@ -29,6 +29,7 @@ from battery_hawk.insight.profile import NOMINAL_VOLTAGES, BatteryProfile, Chemi
 
 __all__ = [
     "CREDENTIALS_ENV",
+    "ESPHOME_API_PORT",
     "MQTT_TLS_PORT",
     "PASSWORD_CREDENTIAL",
     "PASSWORD_ENV",
@@ -48,6 +49,7 @@ __all__ = [
     "check_storage",
     "load_config",
     "parse_config",
+    "proxy_key_problem",
 ]
 
 PASSWORD_ENV = "BATTERY_HAWK_MQTT_PASSWORD"
@@ -562,7 +564,7 @@ def _check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
             fail(f"{proxy.host!r} is not a host name or IP address; give the proxy's "
                  "address as ESPHome shows it (e.g. 192.168.1.50 or proxy.local)", "host")
         if proxy.encryption_key is not None:
-            problem = _noise_key_problem(proxy.encryption_key)
+            problem = proxy_key_problem(proxy.encryption_key)
             if problem:
                 fail(f"{problem}; copy the key from the proxy's YAML (`api: encryption: "
                      "key:`), 44 characters of base64", "encryption_key")
@@ -575,7 +577,7 @@ def _check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
         seen.setdefault(proxy.label, index)
 
 
-def _noise_key_problem(key: str) -> str | None:
+def proxy_key_problem(key: str) -> str | None:
     """What is wrong with an ESPHome API encryption key, or None: it must be the base64 of
     32 bytes (ESPHome docs, Native API Component, ``encryption: key``)."""
     try:

@@ -95,6 +95,7 @@ class EsphomeTransport:
         self._session: ProxySession | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._tried = asyncio.Event()  # the first connection attempt is over
         self._heard: dict[str, _Heard] = {}
         self._queues: set[asyncio.Queue[Advertisement]] = set()
         self._links: set[EsphomeLink] = set()
@@ -152,12 +153,18 @@ class EsphomeTransport:
         heard = self._heard.get(address.upper())
         return heard.rssi if heard is not None else None
 
-    async def wait_ready(self, timeout: float) -> ProxyInfo:
+    async def wait_ready(self, timeout: float, *, first_try: bool = False) -> ProxyInfo:
         """The proxy's info once a session is up; on timeout, the error that keeps it
-        away (AuthenticationFailedError for a refused key, AdapterNotReadyError, ...)."""
+        away (AuthenticationFailedError for a refused key, AdapterNotReadyError, ...).
+        first_try: raise that error as soon as the first attempt failed (a one-off
+        command), rather than waiting for the retries."""
         await self.start()
         try:
             async with asyncio.timeout(timeout):
+                if first_try:
+                    await self._tried.wait()
+                    if not self.available and self.last_error is not None:
+                        raise self.last_error
                 await self._ready.wait()
         except TimeoutError:
             raise self._away() from None
@@ -180,6 +187,7 @@ class EsphomeTransport:
                                              timeout=self.api_timeout)
             except TransportError as exc:
                 self.last_error = exc
+                self._tried.set()
                 if not failing:
                     _LOGGER.warning("proxy %s: %s; retrying with backoff",
                                     self.proxy.label, exc)
@@ -224,6 +232,7 @@ class EsphomeTransport:
         self._session = session
         self.sessions += 1
         self._ready.set()
+        self._tried.set()
         _LOGGER.info("proxy %s: %s (ESPHome %s) connected%s", self.proxy.label,
                      session.info.name, session.info.esphome_version,
                      "" if session.info.connectable

@@ -20,13 +20,14 @@ from battery_hawk.errors import (
 from battery_hawk.models import BatteryState, Reading
 from battery_hawk.protocols import get_driver
 from tests.esphome.conftest import KEY, OTHER_KEY, TransportFactory
-from tests.fakeesphome.devices import bas, bm6, victron
+from tests.fakeesphome.devices import bas, bm2, bm6, victron
 from tests.fakeesphome.server import FEATURES, FakeEsphomeProxy
 from tests.support.brokers import wait_until
 
 BM6 = "5A:00:00:00:00:01"
 BAS = "5A:00:00:00:00:02"
 SHUNT = "5A:00:00:00:00:03"
+BM2 = "5A:00:00:00:00:04"
 SHUNT_KEY = bytes.fromhex("aff4d0995b7d1e176c0c33ecb9e70dcd")
 READING = Reading(voltage=12.84, soc=87.0, temperature=21.0, state=BatteryState.NORMAL)
 WAIT = 10.0
@@ -60,6 +61,16 @@ async def test_a_battery_service_level_is_read_through_the_proxy(
         await heard(transport, BAS)
         assert await fetch_reading(transport, BAS, get_driver("bas")(None), WAIT) == Reading(
             soc=64.0)
+
+
+async def test_a_bm2_stream_is_read_through_the_proxy_once_its_cccd_is_written(
+    make_transport: TransportFactory,
+) -> None:
+    async with FakeEsphomeProxy([bm2(BM2, 12.91)]) as proxy:
+        transport = await make_transport(proxy)
+        await heard(transport, BM2)
+        reading = await fetch_reading(transport, BM2, get_driver("bm2")(None), WAIT)
+    assert reading.voltage == 12.91
 
 
 async def test_a_victron_advert_is_heard_through_the_proxy(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from battery_hawk.models import Reading
 from battery_hawk.simulator import frames
-from battery_hawk.simulator.devices import SimBatteryService, SimLeagendPoll, SimVictron
+from battery_hawk.simulator.devices import SimBatteryService, SimBM2, SimLeagendPoll, SimVictron
 
-__all__ = ["FixedBattery", "bas", "bm6", "victron"]
+__all__ = ["FixedBattery", "bas", "bm2", "bm6", "victron"]
 
 
 class FixedBattery:
@@ -22,6 +22,12 @@ class FixedBattery:
 def bm6(address: str, reading: Reading, *, rssi: int = -60) -> SimLeagendPoll:
     return SimLeagendPoll(address, "BM6", FixedBattery(reading), frames.BM6_KEY,  # type: ignore[arg-type]
                           rssi=rssi)
+
+
+def bm2(address: str, voltage: float, *, rssi: int = -60) -> SimBM2:
+    """A BM2 streaming its voltage every 50 ms once notifications are on."""
+    return SimBM2(address, "Battery Monitor", FixedBattery(Reading(voltage=voltage)),  # type: ignore[arg-type]
+                  frames.BM2_KEY, rssi=rssi, interval=0.05)
 
 
 def bas(address: str, soc: float, *, rssi: int = -60) -> SimBatteryService:
