@@ -19,7 +19,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from aioesphomeapi.ble_defs import ESP_CONNECTION_ERROR_DESCRIPTION
@@ -35,7 +34,7 @@ from battery_hawk.errors import (
     TransportError,
 )
 from battery_hawk.esphome._errors import API_FAILURES, translate
-from battery_hawk.esphome.adverts import decode_raw_advertisement
+from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.esphome.link import EsphomeLink
 from battery_hawk.esphome.session import ProxyInfo, ProxySession, open_session
@@ -54,13 +53,6 @@ ADVERT_SILENCE = 60.0
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
 PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
                                    backoff_multiplier=2.0, jitter_factor=0.2)
-
-
-@dataclass(frozen=True, slots=True)
-class _Heard:
-    rssi: int
-    address_type: int
-    at: float  # time.monotonic()
 
 
 class EsphomeTransport:
@@ -96,7 +88,7 @@ class EsphomeTransport:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt is over
-        self._heard: dict[str, _Heard] = {}
+        self._heard = HeardTable()
         self._queues: set[asyncio.Queue[Advertisement]] = set()
         self._links: set[EsphomeLink] = set()
         self._pending = 0  # connections asked for that the proxy has not counted yet
@@ -270,7 +262,7 @@ class EsphomeTransport:
             except DecodeError as exc:
                 _LOGGER.debug("proxy %s: %s", self.proxy.label, exc)
                 continue
-            self._heard[adv.address] = _Heard(raw.rssi, raw.address_type, now)
+            self._heard.note(adv.address, Heard(raw.rssi, raw.address_type, now))
             for queue in self._queues:
                 try:
                     queue.put_nowait(adv)
@@ -350,7 +342,7 @@ class EsphomeTransport:
             self._links.discard(link)
             await asyncio.shield(link.close())
 
-    async def _establish(self, session: ProxySession, link: EsphomeLink, heard: _Heard,
+    async def _establish(self, session: ProxySession, link: EsphomeLink, heard: Heard,
                          timeout: float) -> None:
         client = session.client
         try:

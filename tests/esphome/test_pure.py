@@ -6,7 +6,7 @@ import pytest
 from aioesphomeapi.model import BluetoothGATTService
 
 from battery_hawk.errors import DecodeError, TransportError
-from battery_hawk.esphome.adverts import decode_raw_advertisement
+from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.models import Advertisement
 from tests.fakeesphome.adverts import encode_advertisement
@@ -59,3 +59,23 @@ def test_gatt_table_finds_value_and_cccd_handles_by_uuid() -> None:
     assert table.get("0000FFF3-0000-1000-8000-00805F9B34FB").cccd is None
     with pytest.raises(TransportError, match="no characteristic"):
         table.get("00002a19-0000-1000-8000-00805f9b34fb")
+
+
+def test_heard_table_keeps_the_latest_and_forgets_old_addresses_past_its_cap() -> None:
+    table = HeardTable(cap=4, ttl=60.0)
+    for i in range(4):
+        table.note(f"AA:00:00:00:00:0{i}", Heard(-50 - i, 1, at=float(i)))
+    table.note("AA:00:00:00:00:01", Heard(-40, 1, at=100.0))  # known: no pruning
+    assert len(table) == 4
+    table.note("AA:00:00:00:00:09", Heard(-70, 0, at=101.0))  # past the cap: stale ones go
+    assert len(table) == 2
+    assert table.get("AA:00:00:00:00:01") == Heard(-40, 1, 100.0)
+    assert table.get("AA:00:00:00:00:00") is None
+
+
+def test_heard_table_halves_itself_when_everything_is_fresh() -> None:
+    table = HeardTable(cap=4, ttl=60.0)
+    for i in range(5):
+        table.note(f"AA:00:00:00:00:0{i}", Heard(-50, 0, at=float(i)))
+    assert [table.get(f"AA:00:00:00:00:0{i}") is not None for i in range(5)] == [
+        False, False, True, True, True]
