@@ -51,6 +51,7 @@ ADVERT_QUEUE_SIZE = 256
 # that Home Assistant uses stays silent for us. Said once a session after this long.
 ADVERT_SILENCE = 60.0
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
+STABLE_SESSION = 30.0  # s a proxy session must last to count as a recovery
 PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
                                    backoff_multiplier=2.0, jitter_factor=0.2)
 
@@ -69,12 +70,17 @@ class EsphomeTransport:
         backoff: ReconnectionConfig = PROXY_BACKOFF,
         rng: random.Random | None = None,
         advert_silence: float = ADVERT_SILENCE,
+        stable_session: float = STABLE_SESSION,
     ) -> None:
         """connect_timeout: one device connection; operation_timeout: one GATT call;
         api_timeout: connecting to the proxy itself; keepalive: seconds between pings
         (aioesphomeapi drops a session after 4.5 of them without an answer);
         advert_silence: seconds without any advertisement after which a session says
-        the proxy seems to serve another client."""
+        the proxy seems to serve another client; stable_session: seconds a session must
+        last before the reconnect backoff starts again from its first delay."""
+        # aioesphomeapi warns of every lost connection itself; this transport says each
+        # failure once, translated (STYLE 9), so the library's own lines would repeat it
+        logging.getLogger("aioesphomeapi").setLevel(logging.ERROR)
         self.proxy = proxy
         self.name = f"esphome:{proxy.label}"
         self.connect_timeout = connect_timeout
@@ -82,6 +88,7 @@ class EsphomeTransport:
         self.api_timeout = api_timeout
         self.keepalive = keepalive
         self.advert_silence = advert_silence
+        self.stable_session = stable_session
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._session: ProxySession | None = None
@@ -173,6 +180,7 @@ class EsphomeTransport:
     async def _run(self) -> None:
         attempt = 0
         failing = False
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 session = await open_session(self.proxy, keepalive=self.keepalive,
@@ -185,27 +193,43 @@ class EsphomeTransport:
                                     self.proxy.label, exc)
                 failing = True
             else:
-                attempt = 0
-                if failing:
-                    _LOGGER.warning("proxy %s: connected again", self.proxy.label)
+                if failing and attempt < 2:  # a flapping proxy is not "connected again"
+                    _LOGGER.info("proxy %s: connected again", self.proxy.label)
                 failing = False
-                await self._serve(session)
+                began = loop.time()
+                held = None if attempt < 2 else loop.call_later(
+                    self.stable_session, _LOGGER.info,
+                    "proxy %s: a session holds again", self.proxy.label)
+                try:
+                    await self._serve(session, quiet=attempt >= 2)
+                finally:
+                    if held is not None:
+                        held.cancel()
+                # only a session that held resets the backoff: a proxy that drops every
+                # session at once (rebooting, out of memory) is retried ever more slowly
+                stable = loop.time() - began >= self.stable_session
+                if stable:
+                    attempt = 0
                 if session.error is not None:
                     self.last_error = translate(session.error, f"proxy {self.proxy.label}",
                                                 "the API session")
-                    _LOGGER.warning("proxy %s: session ended: %s", self.proxy.label,
-                                    self.last_error)
-                    failing = True
                 else:
                     self.last_error = AdapterNotReadyError(
                         f"proxy {self.proxy.label}: the API session ended")
-                    _LOGGER.warning("proxy %s: session ended; reconnecting",
-                                    self.proxy.label)
-                    failing = True
+                if stable or attempt == 0:
+                    _LOGGER.warning("proxy %s: session ended (%s); reconnecting",
+                                    self.proxy.label, self.last_error)
+                elif attempt == 1:
+                    _LOGGER.warning("proxy %s: sessions end as soon as they begin (%s); "
+                                    "retrying with backoff", self.proxy.label,
+                                    self.last_error)
+                failing = True
             await asyncio.sleep(retry_delay(attempt, self._backoff, self._rng))
             attempt += 1
 
-    async def _serve(self, session: ProxySession) -> None:
+    async def _serve(self, session: ProxySession, *, quiet: bool = False) -> None:
+        """Serve one session until it ends; quiet: the "connected" line at debug (the
+        proxy drops every session at once, and the log said so)."""
         client = session.client
         try:
             if session.info.connectable:
@@ -225,10 +249,11 @@ class EsphomeTransport:
         self.sessions += 1
         self._ready.set()
         self._tried.set()
-        _LOGGER.info("proxy %s: %s (ESPHome %s) connected%s", self.proxy.label,
-                     session.info.name, session.info.esphome_version,
-                     "" if session.info.connectable
-                     else "; passive: it cannot connect to devices")
+        _LOGGER.log(logging.DEBUG if quiet else logging.INFO,
+                    "proxy %s: %s (ESPHome %s) connected%s", self.proxy.label,
+                    session.info.name, session.info.esphome_version,
+                    "" if session.info.connectable
+                    else "; passive: it cannot connect to devices")
         silence = asyncio.get_running_loop().call_later(
             self.advert_silence, self._check_silence, session)
         try:

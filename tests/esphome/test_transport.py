@@ -4,6 +4,7 @@ away or hangs. Every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -124,6 +125,21 @@ async def test_a_killed_proxy_drops_the_link_and_is_reconnected(
         assert transport.sessions == 2
         await heard(transport, BM6)
         assert await fetch_reading(transport, BM6, get_driver("bm6")(None), WAIT) == READING
+
+
+async def test_a_proxy_that_drops_every_session_at_once_is_retried_ever_more_slowly(
+    make_transport: TransportFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "battery_hawk.esphome")
+    async with FakeEsphomeProxy([bm6(BM6, READING)]) as proxy:
+        proxy.flapping = True
+        await make_transport(proxy)  # backoff 50 ms doubling to 0.5 s
+        await asyncio.sleep(3.0)
+        # a reset after every session would retry every 50 ms (about 60 sessions); the
+        # backoff grows instead: 0.05 + 0.1 + 0.2 + 0.4 + 0.5 + ... s between sessions
+        assert 2 <= proxy.sessions <= 10, proxy.sessions
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(said) == 2, said  # the first drop, then that they keep dropping
 
 
 async def test_a_hung_proxy_costs_a_connect_its_timeout_and_is_dropped_by_keepalive(

@@ -134,6 +134,7 @@ class FakeEsphomeProxy:
         # what this proxy hears of a device (default: the device's rssi; None: not at all)
         self.rssi: dict[str, int | None] = {}
         self.hung = False
+        self.flapping = False  # hang up as each session is set up (a proxy that reboots)
         self.port = 0
         self.sessions = 0  # API sessions that got past hello
         self.refused_keys = 0
@@ -264,6 +265,8 @@ class FakeEsphomeProxy:
                 api_encryption_supported=self.psk is not None))
         elif kind == "ListEntitiesRequest":
             client.send(pb.ListEntitiesDoneResponse())
+        elif kind == "SubscribeBluetoothLEAdvertisementsRequest" and self.flapping:
+            client.close()  # the session was set up: now the proxy reboots
         elif kind == "SubscribeBluetoothLEAdvertisementsRequest":
             if self.subscriber not in (None, client):
                 self.refused_subscriptions += 1  # ESPHome logs it and answers nothing
