@@ -18,6 +18,7 @@ Every file is written atomically (temp file, fsync, rename).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,8 +44,12 @@ def read_json(path: Path) -> object | None:
     return data
 
 
-def write_json(path: Path, data: object, *, quiet: bool = False) -> bool:
-    """Replace a JSON file atomically; False (logged unless quiet) if it cannot be written."""
+def write_json(path: Path, data: object, *, quiet: bool = False,
+               previous: Path | None = None) -> bool:
+    """Replace a JSON file atomically; False (logged unless quiet) if it cannot be written.
+
+    previous: keep the file being replaced there (one generation back).
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -52,6 +57,9 @@ def write_json(path: Path, data: object, *, quiet: bool = False) -> bool:
             json.dump(data, handle, separators=(",", ":"))
             handle.flush()
             os.fsync(handle.fileno())
+        if previous is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.replace(previous)
         tmp.replace(path)
     except OSError as exc:
         if not quiet:
@@ -69,6 +77,11 @@ class SeqStore:
     were never used are skipped, never reused for different data. A clean
     :meth:`close` gives the unused part back, so a restart carries on without a gap.
     The last seq is also written every ``flush_interval`` s (cheap, for readers).
+
+    The file before the last write is kept as ``seq.json.prev``. If ``seq.json`` is
+    damaged or missing while that one is there, every device carries on one block past
+    what the older file reserved (each write reserves at most one block more than the one
+    before), so even then a seq is skipped, never repeated.
     """
 
     def __init__(
@@ -82,6 +95,8 @@ class SeqStore:
         if block < 1:
             raise ValueError("block must be >= 1")
         self._path = Path(directory) / "seq.json"
+        self._previous = self._path.with_name("seq.json.prev")
+        self._floor = 0  # where a device not in the file starts (after a fallback)
         self._flush_interval = flush_interval
         self._block = block
         self._clock = clock
@@ -94,8 +109,17 @@ class SeqStore:
 
     def _load(self) -> None:
         data = read_json(self._path)
+        skip = 0
         if not isinstance(data, dict):
-            return
+            older = read_json(self._previous)
+            if not isinstance(older, dict) and not self._path.exists():
+                return  # the first start
+            # the newest reservations are lost: they were at most one block past these
+            data, skip = (older if isinstance(older, dict) else {}), self._block
+            self._floor = self._block
+            _log.warning("%s is damaged or missing: every device's seq carries on %d past "
+                         "what %s reserved (a gap, never a repeat)", self._path, skip,
+                         self._previous.name if isinstance(older, dict) else "a first write")
         for key, value in data.items():
             if isinstance(value, int):  # the older format: the last seq only
                 last = reserved = value
@@ -106,7 +130,7 @@ class SeqStore:
             else:
                 continue
             # after a crash, the reserved block may have been partly used: skip it all
-            self._counters[str(key)] = self._reserved[str(key)] = max(last, reserved)
+            self._counters[str(key)] = self._reserved[str(key)] = max(last, reserved) + skip
 
     def last(self, device_id: str) -> int:
         """The last seq handed out for a device (0 if none)."""
@@ -114,7 +138,7 @@ class SeqStore:
 
     def next(self, device_id: str) -> int:
         """The next seq for a device; reserves the next block on disk when one is used up."""
-        last = self._counters.get(device_id, 0)
+        last = self._counters.get(device_id, self._floor)
         self._dirty = True
         if last >= self._reserved.get(device_id, 0):
             self._reserve(device_id, last)
@@ -155,7 +179,7 @@ class SeqStore:
     def _write(self) -> None:
         data = {device: {"last": last, "reserved": self._reserved.get(device, last)}
                 for device, last in self._counters.items()}
-        if write_json(self._path, data, quiet=self._write_failing):
+        if write_json(self._path, data, quiet=self._write_failing, previous=self._previous):
             self._dirty = False
             if self._write_failing:
                 _log.info("%s is writable again", self._path)

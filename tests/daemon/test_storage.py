@@ -58,9 +58,32 @@ def test_the_older_file_format_is_read(tmp_path: Path) -> None:
     assert SeqStore(tmp_path).next("car") == 42
 
 
-def test_corrupt_file_restarts_counters_instead_of_crashing(tmp_path: Path) -> None:
-    (tmp_path / "seq.json").write_text("{not json")
-    assert SeqStore(tmp_path).next("car") == 1
+def test_a_damaged_file_alone_skips_one_block_instead_of_crashing(tmp_path: Path) -> None:
+    (tmp_path / "seq.json").write_text("{not json")  # one write ever, and it is damaged
+    assert SeqStore(tmp_path, block=10).next("car") == 11  # at most 1..10 were handed out
+
+
+@pytest.mark.parametrize("damage", ["garbled", "truncated", "missing"])
+def test_no_seq_is_reused_after_a_crash_that_damaged_the_file(tmp_path: Path,
+                                                              damage: str) -> None:
+    clock = FakeClock()
+    store = SeqStore(tmp_path, block=10, flush_interval=5.0, clock=clock)
+    handed_out: dict[str, list[int]] = {"car": [], "van": [], "boat": []}
+    for round_ in range(37):  # several renewals and periodic writes, boat joins late
+        clock.now += 1.0
+        for device, seqs in handed_out.items():
+            if device != "boat" or round_ >= 25:
+                seqs.append(store.next(device))
+    path = tmp_path / "seq.json"  # a crash, and the newest file is damaged
+    if damage == "garbled":
+        path.write_bytes(b"\x00\xff" * 20)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:9])
+    else:
+        path.unlink()  # the crash came between keeping the old file and the new rename
+    again = SeqStore(tmp_path, block=10)
+    for device, seqs in handed_out.items():
+        assert again.next(device) > max(seqs), device
 
 
 def test_announcements_merge_fields_and_remember_active_alerts(tmp_path: Path) -> None:
