@@ -16,6 +16,7 @@ import re
 import socket
 import ssl
 import string
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,7 @@ class MqttConfig:
     jitter_factor: float = field(default=0.1, metadata=_bounds(0, 1))
     connection_timeout: float = field(default=30.0, metadata=_bounds(0, above=True))
     health_check_interval: float = field(default=60.0, metadata=_bounds(0, above=True))
-    message_queue_size: int = field(default=1000, metadata=_bounds(1))
+    message_queue_size: int = field(default=1000, metadata=_bounds(1, 100_000))
     message_retry_limit: int = field(default=3, metadata=_bounds(0))
 
 
@@ -537,6 +538,11 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
                  "give each device its own `id:`", ".id")
         for ident in (device.address, device.device_id):
             seen.setdefault(ident, index)
+        if device.name is not None and (not device.name.strip() or any(
+                unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in device.name)):
+            fail(f"name {device.name!r} is empty or holds a control character (a newline, "
+                 "a tab, an escape); Home Assistant and the logs would show it garbled: "
+                 "give the name as plain text on one line", ".name")
         name = device.display_name.strip().casefold()
         if name in names:
             fail(f"name {device.display_name!r} is also devices[{names[name]}]'s: Home "

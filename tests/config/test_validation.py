@@ -49,6 +49,24 @@ def test_two_devices_with_one_name_are_refused(tmp_path: Path,
     assert "devices[1].name" in err and "also devices[0]'s" in err and "own name" in err
 
 
+# YAML double-quoted escapes: a newline, a tab, an escape, blanks, a zero-width space
+@pytest.mark.parametrize("name", [r"Car\nVan", r"Car\tbattery", r"\e[31mCar", "   ",
+                                  r"Car\u200b"],
+                         ids=["newline", "tab", "escape", "blank", "zero-width"])
+def test_a_device_name_with_a_control_character_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    err = check(tmp_path, "devices:\n  - {address: 'AA:BB:CC:DD:EE:01', type: bm6, "
+                f'name: "{name}"}}\n', capsys)
+    assert "devices[0].name" in err and "plain text on one line" in err
+
+
+def test_a_queue_too_large_for_memory_is_refused(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    err = check(tmp_path, "mqtt: {message_queue_size: 10000000}\ndevices:\n" + BM6, capsys)
+    assert "mqtt.message_queue_size" in err and "100000" in err
+
+
 def test_unquoted_mac_read_as_a_number_says_quote_it(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     # YAML 1.1 reads 10:20:30:40:50:59 as the base-60 integer 28093372259
