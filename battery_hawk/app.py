@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from battery_hawk.ble.link import Transport
+from battery_hawk.ble.radios import RadioSet
 from battery_hawk.config import Config, DeviceConfig
 from battery_hawk.coordinator import DeviceCoordinator, offline_after
 from battery_hawk.daemon_status import DaemonStatus
@@ -90,6 +91,8 @@ class App:
                              config.mqtt.discovery_prefix)
         self._transport = transport
         self.proxies: list[EsphomeTransport] = []  # ESPHome proxies among the radios
+        self.radios: RadioSet | None = None  # the local adapters (unless a transport is given)
+        self._local: Any = None  # ble.local.LocalAdapters: bleak is imported only when used
         self._notifier = notifier or Notifier()
         self._stats_interval = stats_interval
         self._availability_interval = availability_interval
@@ -168,41 +171,55 @@ class App:
 
     @property
     def transport(self) -> Transport:
+        """What the coordinators read through: the given transport, else a RadioSet of
+        the local adapters (filled by start())."""
         if self._transport is None:
-            from battery_hawk.ble import BleakTransport
-            from battery_hawk.ble.recovery import RecoverySettings
-
-            bt = self.config.bluetooth
-            metrics = self.metrics
-            self._transport = BleakTransport(
-                adapter=bt.adapter, connect_timeout=bt.connect_timeout,
-                max_concurrent_connections=bt.max_concurrent_connections,
-                recovery=RecoverySettings(enabled=bt.recovery.enabled,
-                                          stuck_after=bt.recovery.stuck_after,
-                                          silence=bt.recovery.silence),
-                on_recovery=lambda event: metrics.observe_adapter_recovery(
-                    event.adapter, event.reason, event.method, event.ok),
-            )
-            if bt.esphome_proxies:
-                self._transport = self._with_proxies(self._transport)
+            self.radios = RadioSet()
+            self._transport = self.radios
+            if self.config.bluetooth.esphome_proxies:
+                self._add_proxies(self.radios)
         return self._transport
 
-    def _with_proxies(self, local: Transport) -> Transport:
-        """The local radio and every configured ESPHome proxy, as one RadioSet."""
-        from battery_hawk.ble.radios import RadioSet
+    def _add_proxies(self, radios: RadioSet) -> None:
+        """Every configured ESPHome proxy joins the RadioSet beside the local adapters."""
         from battery_hawk.esphome.radios import add_proxies
 
         bt = self.config.bluetooth
-        radios = local if isinstance(local, RadioSet) else RadioSet()
-        if radios is not local:
-            radios.add_radio(bt.adapter, local, slots=bt.max_concurrent_connections)
         self.proxies = add_proxies(radios, bt.esphome_proxies,
                                    connect_timeout=bt.connect_timeout)
-        return radios
+
+    def _adapter_transport(self, adapter: str) -> Transport:
+        """The BleakTransport of one local adapter (hciN or its MAC)."""
+        from battery_hawk.ble import BleakTransport
+        from battery_hawk.ble.recovery import RecoverySettings
+
+        bt = self.config.bluetooth
+        metrics = self.metrics
+        return BleakTransport(
+            adapter=adapter, connect_timeout=bt.connect_timeout,
+            max_concurrent_connections=bt.max_concurrent_connections,
+            recovery=RecoverySettings(enabled=bt.recovery.enabled,
+                                      stuck_after=bt.recovery.stuck_after,
+                                      silence=bt.recovery.silence),
+            on_recovery=lambda event: metrics.observe_adapter_recovery(
+                event.adapter, event.reason, event.method, event.ok),
+        )
+
+    async def _start_radios(self) -> None:
+        """The local adapters join the RadioSet; BlueZ's changes are followed from now."""
+        self.transport  # noqa: B018 - makes the RadioSet unless a transport was given
+        if self.radios is None or self._local is not None:
+            return
+        from battery_hawk.ble.local import LocalAdapters
+
+        bt = self.config.bluetooth
+        self._local = LocalAdapters(self.radios, bt.selected_adapters,
+                                    self._adapter_transport, bt.max_concurrent_connections)
+        await self._local.start()
 
     async def start(self) -> None:
         """Start every part; returns once the tasks run (the broker may still be away)."""
-        bind(gateway_id=self.config.gateway_id, adapter=self.config.bluetooth.adapter)
+        bind(gateway_id=self.config.gateway_id)
         await self._start_http()
         for proxy in self.transport_proxies():
             await proxy.start()  # sessions come up in the background, never block start-up
@@ -222,6 +239,7 @@ class App:
             self._spawn(self._remove_stale_later(GRACE * self.site.lease), "site-removal")
         else:
             await self._remove_stale_devices({d.device_id for d in self.config.devices})
+        await self._start_radios()
         count = len(self.config.devices)
         for index, device in enumerate(self.config.devices):
             self._add_device(device, stagger=index / count)
@@ -251,6 +269,9 @@ class App:
         await asyncio.gather(*self._tasks, *device_tasks, return_exceptions=True)
         self._tasks.clear()
         self._device_tasks.clear()
+        if self._local is not None:
+            await self._local.stop()
+            self._local = None
         if self.site is not None:
             await self.site.stop()  # release our leases: others take over at once
         for proxy in self.proxies:
@@ -536,8 +557,9 @@ class App:
         silence = max(60.0, 3 * interval)
         failing = False
         while True:
-            # several radios choose by what each hears: they always listen
-            if not self._passive and self.site is None and not self.proxies:
+            # several radios: which one hears a device best comes from the adverts
+            several = self.radios is not None and len(self.radios.names) > 1
+            if not self._passive and self.site is None and not several:
                 await asyncio.sleep(interval)
                 continue
             stream = self.transport.advertisements()

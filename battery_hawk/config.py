@@ -107,12 +107,53 @@ class EsphomeProxyConfig:
 
 @dataclass(frozen=True, slots=True)
 class BluetoothConfig:
-    adapter: str = "hci0"
+    # adapters: names (hci1) or MAC addresses; None (absent): every adapter BlueZ has.
+    # adapter: the older key for exactly one adapter; give one key or the other.
+    adapters: tuple[str, ...] | None = None
+    adapter: str | None = None
     scan_interval: float = field(default=30.0, metadata=_bounds(0, above=True))
     connect_timeout: float = field(default=20.0, metadata=_bounds(0, above=True))
     max_concurrent_connections: int = field(default=1, metadata=_bounds(1, 10))
     recovery: AdapterRecoveryConfig = field(default_factory=AdapterRecoveryConfig)
     esphome_proxies: tuple[EsphomeProxyConfig, ...] = ()
+
+    @property
+    def selected_adapters(self) -> tuple[str, ...] | None:
+        """The adapters asked for (names or MACs, as written), or None for every one."""
+        if self.adapter is not None:
+            return (self.adapter,)
+        return self.adapters
+
+
+_ADAPTER = re.compile(r"hci\d{1,3}|(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
+
+
+def _check_adapters(bt: BluetoothConfig, file: str | None,
+                    report: Callable[[ConfigError], None]) -> None:
+    """bluetooth.adapter / bluetooth.adapters: names or MACs, one key, each adapter once."""
+    if bt.adapter is not None and bt.adapters is not None:
+        report(ConfigError(
+            "give bluetooth.adapter (one adapter) or bluetooth.adapters (several), not both: "
+            f"move {bt.adapter} into bluetooth.adapters and delete bluetooth.adapter",
+            file=file, key="bluetooth.adapter"))
+        return
+    entries = [("bluetooth.adapter", bt.adapter)] if bt.adapter is not None else [
+        (f"bluetooth.adapters[{i}]", name) for i, name in enumerate(bt.adapters or ())]
+    if bt.adapters is not None and not bt.adapters:
+        report(ConfigError("an empty list uses no adapter: list at least one (hci0), or "
+                           "leave bluetooth.adapters out to use every adapter BlueZ has",
+                           file=file, key="bluetooth.adapters"))
+    seen: set[str] = set()
+    for key, name in entries:
+        if not _ADAPTER.fullmatch(name):
+            report(ConfigError(
+                f"{name!r} is not an adapter name like hci0 or an adapter MAC address like "
+                "00:1A:7D:DA:71:13, in quotes (`bluetoothctl list` shows yours)", file=file,
+                key=key))
+        elif name.upper() in seen:
+            report(ConfigError(f"{name} is listed twice; list each adapter once",
+                               file=file, key=key))
+        seen.add(name.upper())
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +422,7 @@ def parse_config(
     _check_devices(config.devices, file, report, loader.kept.get("devices"))
     _check_proxies(config.bluetooth.esphome_proxies, file, report,
                    loader.kept.get("bluetooth.esphome_proxies"))
+    _check_adapters(config.bluetooth, file, report)
     if config.site.enabled and not config.mqtt.enabled:
         report(ConfigError("the gateways of a site agree through the MQTT broker; set "
                            "mqtt.enabled: true or site.enabled: false", file=file,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from battery_hawk.ble.breaker import CircuitBreaker
 from battery_hawk.ble.exchange import fetch_reading
-from battery_hawk.ble.link import Transport
+from battery_hawk.ble.link import RadioAware, Transport
 from battery_hawk.config import DeviceConfig
 from battery_hawk.errors import (
     AdapterNotReadyError,
@@ -234,7 +234,10 @@ class DeviceCoordinator:
             _log.debug("%s: taken over during the visit; reading not published",
                        self.info.address)
             return None
-        await self._emit(reading, rssi=None, duration=self._clock() - started)
+        transport = self._transport
+        radio = (transport.last_radio(self.config.address)
+                 if isinstance(transport, RadioAware) else None)
+        await self._emit(reading, rssi=None, duration=self._clock() - started, radio=radio)
         if self.after_reading is not None:
             await self.after_reading(self)
         return reading
@@ -270,7 +273,7 @@ class DeviceCoordinator:
         interval = self.config.poll_interval
         self._advert_due = max((due if due is not None else now) + interval,
                                now + interval / 2)
-        await self._emit(reading, rssi=adv.rssi)
+        await self._emit(reading, rssi=adv.rssi, radio=adv.radio)
         return reading
 
     def silent_for(self) -> float:
@@ -317,16 +320,16 @@ class DeviceCoordinator:
             await self._sink.on_availability(self.info, False)
 
     async def _emit(self, reading: Reading, rssi: int | None,
-                    duration: float | None = None) -> None:
+                    duration: float | None = None, radio: str | None = None) -> None:
         """Stamp and hand on a reading; a failure downstream is logged, never raised."""
         try:
-            await self._stamp_and_send(reading, rssi, duration)
+            await self._stamp_and_send(reading, rssi, duration, radio)
         except Exception:
             _log.exception("%s (%s): handing on a reading failed", self.info.name,
                            self.info.address)
 
     async def _stamp_and_send(self, reading: Reading, rssi: int | None,
-                              duration: float | None) -> None:
+                              duration: float | None, radio: str | None) -> None:
         now = self._clock()
         # a driver that learns the product name from the device (Victron's model id)
         model = getattr(self.driver, "device_model", None)
@@ -339,6 +342,7 @@ class DeviceCoordinator:
             seq=self._seq.next(self.info.device_id),
             rssi=rssi,
             duration=duration,
+            radio=radio,
         )
         status = self.status
         status.last_reading, status.last_seen, status.readings = stamped, now, status.readings + 1

@@ -159,6 +159,8 @@ def state_payload(dr: DeviceReading, extra: Mapping[str, object] | None = None) 
     doc["rssi"] = dr.rssi
     if dr.gateway is not None:  # several gateways: (device_id, gateway, seq) is unique
         doc["gateway"] = dr.gateway
+    if dr.radio is not None:  # the adapter (or proxy) that read it
+        doc["radio"] = dr.radio
     if extra:
         doc.update(extra)
     return _dumps(doc)

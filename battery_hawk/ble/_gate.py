@@ -106,8 +106,11 @@ class AdapterGate:
         try:
             await scanner.stop()
         except BLEAK_FAILURES as exc:
-            # a scanner that cannot stop is logged, not fatal: connecting may still work
-            _LOGGER.warning("%s: stopping discovery failed: %s", self.adapter, exc)
+            # a scanner that cannot stop is logged, not fatal: connecting may still work;
+            # an adapter that BlueZ removed (unplugged) has no discovery left to stop
+            gone = "org.freedesktop.DBus.Error.UnknownObject" in str(exc)
+            (_LOGGER.debug if gone else _LOGGER.warning)(
+                "%s: stopping discovery failed: %s", self.adapter, exc)
         _LOGGER.debug("%s: discovery stopped", self.adapter)
 
     # --- recovery (ble/recovery.py decides when; this does it, lock held) -------------

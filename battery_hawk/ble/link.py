@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from battery_hawk.models import Advertisement
 
-__all__ = ["Link", "NotifyCallback", "Transport"]
+__all__ = ["Link", "NotifyCallback", "RadioAware", "Transport"]
 
 NotifyCallback = Callable[[bytes], None]
 
@@ -45,4 +45,13 @@ class Transport(Protocol):
 
     async def scan(self, timeout: float) -> list[Advertisement]:
         """One discovery pass: the latest advertisement of each device seen."""
+        ...
+
+
+@runtime_checkable
+class RadioAware(Protocol):
+    """A Transport over several radios (RadioSet) that says which one reached a device."""
+
+    def last_radio(self, address: str) -> str | None:
+        """The radio of the last successful connection to the device, or None."""
         ...

@@ -54,6 +54,10 @@ _LOGGER = logging.getLogger(__name__)
 ADVERT_QUEUE_SIZE = 256
 DEDUPE_WINDOW = 2.0  # seconds: a copy of an advert from another radio within this is dropped
 KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
+# seconds a radio just added may fail without counting as failing: BlueZ tells every
+# client of a new adapter by a signal, and bleak's copy may come after ours
+ADD_GRACE = 3.0
+GRACE_RETRY = 0.25
 RADIO_TROUBLE = (BluetoothUnavailableError, AdapterNotReadyError)
 
 
@@ -71,6 +75,7 @@ class _Radio:
     transport: Transport
     slots: int
     free_slots: Callable[[], int] | None
+    added_at: float = 0.0
     busy: int = 0  # links open through it now
     failing: str | None = None  # why, while it fails
 
@@ -164,7 +169,7 @@ class RadioSet:
             raise ValueError(f"a radio named {name} is already in the set")
         if slots < 1:
             raise ValueError("slots must be at least 1")
-        self._radios[name] = _Radio(name, transport, slots, free_slots)
+        self._radios[name] = _Radio(name, transport, slots, free_slots, self._clock())
         if name in self._dropped:
             self._dropped.discard(name)
             _LOGGER.info("%s is back: devices it hears best are read through it again", name)
@@ -207,9 +212,12 @@ class RadioSet:
         others = [n for n, r in self._radios.items() if n != name and r.failing is None]
         return ", ".join(others) if others else "no other radio"
 
+    def _young(self, radio: _Radio) -> bool:
+        return self._clock() - radio.added_at < ADD_GRACE
+
     def _radio_failed(self, name: str, exc: TransportError) -> None:
         radio = self._radios.get(name)
-        if radio is None or radio.failing is not None:
+        if radio is None or radio.failing is not None or self._young(radio):
             return
         radio.failing = str(exc)
         if len(self._radios) > 1 and name not in self._dropped:
@@ -366,6 +374,10 @@ class RadioSet:
                     self._radio_ok(name)
                     self._deliver(merge, name, adv)
             except TransportError as exc:
+                if self._young(radio):
+                    _LOGGER.debug("%s: not ready yet: %s", name, exc)
+                    await asyncio.sleep(GRACE_RETRY)
+                    continue
                 merge.failed[name] = exc
                 self._radio_failed(name, exc)
                 if self._radios and set(self._radios) <= set(merge.failed):

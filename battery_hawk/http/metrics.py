@@ -159,6 +159,7 @@ class Metrics:
     ) -> None:
         self._devices = DeviceCollector()
         self._recoveries = _RecoveryCollector()
+        self._radio_reads = _RadioReadsCollector()
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         self._codes = _CodeCollector()
@@ -187,8 +188,8 @@ class Metrics:
 
     def _fill(self, registry: CollectorRegistry) -> None:
         self._registry = registry
-        for collector in (self._devices, _BuildInfo(), self._recoveries, self._mqtt,
-                          self._codes):
+        for collector in (self._devices, _BuildInfo(), self._recoveries, self._radio_reads,
+                          self._mqtt, self._codes):
             registry.register(collector)
         if self._process:
             self._add_process_collectors(registry)
@@ -247,6 +248,11 @@ class Metrics:
         key = (adapter, reason, method, "ok" if ok else "failed")
         self._recoveries.counts[key] = self._recoveries.counts.get(key, 0) + 1
 
+    def observe_radio_reading(self, adapter: str) -> None:
+        """One reading came through this radio (an adapter hciN, or a proxy)."""
+        counts = self._radio_reads.counts
+        counts[adapter] = counts.get(adapter, 0) + 1
+
     def set_online(self, device: DeviceInfo, online: bool) -> None:
         self._devices.online(device, online)
 
@@ -273,6 +279,24 @@ class _RecoveryCollector:
             labels=["adapter", "reason", "method", "result"])
         for labels, count in sorted(self.counts.items()):
             family.add_metric(list(labels), float(count))
+        yield family
+
+
+class _RadioReadsCollector:
+    """Readings per radio, as a counter without a _created series."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "battery_hawk_adapter_readings",
+            "Readings by the radio that read them (a local adapter hciN, or a proxy)",
+            labels=["adapter"])
+        for adapter, count in sorted(self.counts.items()):
+            family.add_metric([adapter], float(count))
         yield family
 
 

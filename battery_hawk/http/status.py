@@ -191,4 +191,5 @@ def device_document(status: DeviceStatus) -> dict[str, object]:
         },
         "alerts": list(status.alerts),
         "held_elsewhere": status.held_elsewhere,
+        "radio": status.latest.radio if status.latest is not None else None,
     }

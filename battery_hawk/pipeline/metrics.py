@@ -23,6 +23,8 @@ class MetricsStage:
     async def handle(self, item: ProcessedReading) -> ProcessedReading:
         self._stats.readings += 1
         self._metrics.observe_reading(item.reading)
+        if item.reading.radio is not None:
+            self._metrics.observe_radio_reading(item.reading.radio)
         if item.insight is not None:
             link = item.insight.link
             self._metrics.observe_link(

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from battery_hawk.ble.link import NotifyCallback, Transport
-from battery_hawk.ble.radios import RadioSet, pump_backoff
+from battery_hawk.ble.radios import ADD_GRACE, RadioSet, pump_backoff
 from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
@@ -61,6 +62,7 @@ class FakeRadio:
         self.fail: TransportError | None = None
         self.connects: list[str] = []
         self.open = 0
+        self.streams = 0  # advertisements() calls so far
         self._listeners: set[asyncio.Queue[Advertisement | TransportError]] = set()
 
     def hear(self, address: str, rssi: int, data: bytes = b"") -> None:
@@ -91,6 +93,7 @@ class FakeRadio:
     async def advertisements(self) -> AsyncIterator[Advertisement]:
         queue: asyncio.Queue[Advertisement | TransportError] = asyncio.Queue()
         self._listeners.add(queue)
+        self.streams += 1
         try:
             while True:
                 item = await queue.get()
@@ -104,10 +107,25 @@ class FakeRadio:
         return []
 
 
-def radio_set(*radios: FakeRadio) -> RadioSet:
-    radio_set = RadioSet(rng=random.Random(1))
+class Clock:
+    """Monotonic time that a test can move on (past the grace a new radio gets)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def radio_set(*radios: FakeRadio, clock: Clock | None = None) -> RadioSet:
+    clock = clock or Clock()
+    radio_set = RadioSet(rng=random.Random(1), clock=clock)
     for radio in radios:
         radio_set.add_radio(radio.name, radio)
+    clock.advance(ADD_GRACE)  # the radios have been there a while
     return radio_set
 
 
@@ -225,8 +243,8 @@ async def test_a_removed_radios_devices_move_and_it_is_taken_back_when_it_return
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "battery_hawk.ble.radios")
-    hci0, hci1 = FakeRadio("hci0"), FakeRadio("hci1")
-    radios = radio_set(hci0, hci1)
+    hci0, hci1, clock = FakeRadio("hci0"), FakeRadio("hci1"), Clock()
+    radios = radio_set(hci0, hci1, clock=clock)
     async with listening(radios, hci0, hci1):
         hci0.hear(B, -85)
         hci1.hear(B, -55, b"\x01")
@@ -240,6 +258,7 @@ async def test_a_removed_radios_devices_move_and_it_is_taken_back_when_it_return
             assert await link.read("x") == b"hci0"
 
         radios.add_radio("hci1", hci1)  # back: its stream joins the running merge
+        clock.advance(ADD_GRACE)
         await wait_until(lambda: hci1.listening == 1)
         hci1.hear(B, -55, b"\x02")
         await wait_until(lambda: "hci1" in radios.hearing(B))
@@ -248,6 +267,23 @@ async def test_a_removed_radios_devices_move_and_it_is_taken_back_when_it_return
     said = [r.getMessage() for r in caplog.records]
     assert said == ["hci1 dropped (BlueZ removed it); its devices move to hci0",
                     "hci1 is back: devices it hears best are read through it again"]
+
+
+async def test_a_radio_just_added_is_given_a_moment_before_it_counts_as_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "battery_hawk.ble.radios")
+    hci0, hci1, clock = FakeRadio("hci0"), FakeRadio("hci1"), Clock()
+    radios = radio_set(hci0, clock=clock)
+    async with listening(radios, hci0):
+        radios.add_radio("hci1", hci1)
+        await wait_until(lambda: hci1.listening == 1)
+        hci1.break_listening(BluetoothUnavailableError("adapter 'hci1' not found"))
+        await wait_until(lambda: hci1.streams == 2 and hci1.listening == 1)  # at once
+        assert radios.failing("hci1") is None
+        hci1.hear(A, -50)
+        await wait_until(lambda: radios.hearing(A) == {"hci1": -50})
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 async def test_a_radio_that_cannot_listen_is_dropped_once_and_taken_back_when_it_hears(

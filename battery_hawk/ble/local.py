@@ -1,0 +1,89 @@
+"""The local adapters of a RadioSet, kept in step with BlueZ.
+
+At start: every adapter BlueZ has (or those `bluetooth.adapters` names, by hciN or MAC)
+becomes a radio of the set, each a BleakTransport of its own. Then an AdapterWatch
+(ble/adapters.py) follows BlueZ: an adapter it removes (a USB dongle unplugged) leaves
+the set, and its devices move to the others; one it adds (plugged in again, or a new
+one when every adapter is wanted) joins it.
+
+Without D-Bus or BlueZ at start, the wanted adapters (hci0 if none is named) join by
+name anyway: their transports say what is wrong (ble/diagnose.py) when first used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from battery_hawk.ble.adapters import AdapterInfo, AdapterWatch, select_adapters
+from battery_hawk.ble.link import Transport
+from battery_hawk.ble.radios import RadioSet
+from battery_hawk.errors import BluetoothUnavailableError
+
+__all__ = ["LocalAdapters"]
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_ADAPTER = "hci0"
+
+
+class LocalAdapters:
+    """Adds the wanted local adapters to a RadioSet and follows BlueZ's changes.
+
+    wanted: names or MACs (None: every adapter); make(name): the Transport of one adapter;
+    slots: the connections one adapter may hold (bluetooth.max_concurrent_connections).
+    """
+
+    def __init__(self, radios: RadioSet, wanted: Sequence[str] | None,
+                 make: Callable[[str], Transport], slots: int = 1) -> None:
+        self._radios = radios
+        self._wanted = None if wanted is None else tuple(wanted)
+        self._make = make
+        self._slots = slots
+        self._watch: AdapterWatch | None = None
+
+    def _wants(self, adapter: AdapterInfo) -> bool:
+        return bool(select_adapters([adapter], self._wanted))
+
+    def _add(self, name: str) -> None:
+        if name not in self._radios.names:
+            self._radios.add_radio(name, self._make(name), slots=self._slots)
+
+    def _added(self, adapter: AdapterInfo) -> None:
+        if self._wants(adapter):
+            self._add(adapter.name)
+
+    def _removed(self, name: str) -> None:
+        self._radios.remove_radio(name, "BlueZ removed it")
+
+    async def start(self) -> tuple[str, ...]:
+        """Add the wanted adapters present now and start watching; returns their names."""
+        watch = AdapterWatch(self._added, self._removed)
+        try:
+            present = await watch.start()
+        except BluetoothUnavailableError as exc:
+            _LOGGER.debug("cannot list the Bluetooth adapters: %s", exc)
+            for name in self._wanted or (DEFAULT_ADAPTER,):
+                self._add(name)
+            return self._radios.names
+        self._watch = watch
+        chosen = select_adapters(present, self._wanted)
+        missing = [w for w in self._wanted or ()
+                   if not select_adapters(present, [w])]
+        if missing:
+            known = ", ".join(f"{a.name} ({a.address})" for a in present) or "none"
+            _LOGGER.warning("bluetooth.adapters: %s not present (BlueZ has %s); used once it "
+                            "appears", ", ".join(missing), known)
+        for adapter in chosen:
+            self._add(adapter.name)
+        if not chosen:  # nothing to use yet: the wanted ones say why when they are used
+            for name in self._wanted or (DEFAULT_ADAPTER,):
+                self._add(name)
+        if len(self._radios.names) > 1:
+            _LOGGER.info("Bluetooth adapters: %s", ", ".join(self._radios.names))
+        return self._radios.names
+
+    async def stop(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.stop()
