@@ -27,7 +27,7 @@ from battery_hawk.http import HttpServer, Metrics
 from battery_hawk.insight import AlertThresholds
 from battery_hawk.insight.device import InsightSettings
 from battery_hawk.logs import bind
-from battery_hawk.models import DeviceInfo, DeviceReading
+from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading
 from battery_hawk.mqtt import ConnectionState, MQTTInterface
 from battery_hawk.pipeline import (
     AlertEvents,
@@ -573,7 +573,7 @@ class App:
                     heard = self._by_address.get(adv.address.upper())
                     self.holders.advert(heard, time.monotonic())
                     if self.site is not None and heard is not None:
-                        self.site.heard(heard, adv.rssi)
+                        self.site.heard(heard, self._best_rssi(adv))
                     coordinator = self._passive.get(adv.address)
                     if coordinator is not None:
                         await coordinator.feed(adv)
@@ -592,6 +592,12 @@ class App:
                 if aclose is not None:
                     await aclose()
             await asyncio.sleep(interval)
+
+    def _best_rssi(self, adv: Advertisement) -> int | None:
+        """The strongest RSSI any of our radios hears the device at (several adapters:
+        the advert handed on may be a weaker one's)."""
+        heard = self.radios.hearing(adv.address) if self.radios is not None else {}
+        return max(heard.values(), default=adv.rssi)
 
     async def _availability_loop(self) -> None:
         while True:

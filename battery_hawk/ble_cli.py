@@ -70,11 +70,18 @@ class _Progress:
 
 
 def scan_table(found: Sequence[ScanResult]) -> list[str]:
-    """The scan result as table lines: recognised devices first, strongest signal first."""
-    lines = [f"{'ADDRESS':<18} {'RSSI':>5}  {'TYPE':<8} {'NAME':<22} RECOGNISED BY"]
+    """The scan result as table lines: recognised devices first, strongest signal first.
+
+    When several adapters listened, an ADAPTER column names the one that heard each
+    device best (its RSSI is the one shown)."""
+    several = any(r.advertisement.radio for r in found)
+    adapter_head = f"{'ADAPTER':<8} " if several else ""
+    lines = [f"{'ADDRESS':<18} {'RSSI':>5}  {adapter_head}{'TYPE':<8} {'NAME':<22} "
+             "RECOGNISED BY"]
     for adv, family, reason in found:
         rssi = "" if adv.rssi is None else str(adv.rssi)
-        lines.append(f"{adv.address:<18} {rssi:>5}  {family or '-':<8} "
+        adapter = f"{adv.radio or '-':<8} " if several else ""
+        lines.append(f"{adv.address:<18} {rssi:>5}  {adapter}{family or '-':<8} "
                      f"{(adv.name or '')[:22]:<22} {reason or ''}".rstrip())
     return lines
 
@@ -103,17 +110,19 @@ def devices_snippet(found: Sequence[ScanResult]) -> list[str]:
 async def scan_main(args: argparse.Namespace, out: TextIO = sys.stdout,
                     err: TextIO = sys.stderr) -> int:
     """`battery-hawk scan`: progress on stderr, the table and the YAML snippet on stdout."""
-    from battery_hawk.ble.commands import scan_command
+    from battery_hawk.ble.commands import scan_adapters, scan_command
 
-    progress = _Progress(args.adapter, args.timeout, err)
+    adapters = [args.adapter] if args.adapter else await scan_adapters()
+    where = ", ".join(adapters)
+    progress = _Progress(where, args.timeout, err)
     try:
-        found = await scan_command(args.adapter, args.timeout, on_progress=progress)
+        found = await scan_command(adapters, args.timeout, on_progress=progress)
     except InProgressError as exc:
         raise InProgressError(f"{exc}; {DAEMON_HOLDS_ADAPTER}") from exc
     finally:
         progress.done()
     if not found:
-        print(f"no Bluetooth device heard on {args.adapter} in {args.timeout:g} s", file=out)
+        print(f"no Bluetooth device heard on {where} in {args.timeout:g} s", file=out)
         return EXIT_OK
     for line in scan_table(found):
         print(line, file=out)

@@ -43,7 +43,12 @@ def _logging_options(*, with_config: bool) -> argparse.ArgumentParser:
     return options
 
 
-def _adapter_option(parser: argparse.ArgumentParser) -> None:
+def _adapter_option(parser: argparse.ArgumentParser, *, every: bool = False) -> None:
+    if every:
+        parser.add_argument("--adapter", default=None,
+                            help="Bluetooth adapter, hci0 or its MAC address (default: every "
+                            "adapter BlueZ has)")
+        return
     parser.add_argument("--adapter", default="hci0",
                         help="Bluetooth adapter, hci0 or its MAC address (default: hci0)")
 
@@ -114,9 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.set_defaults(usage_error=scan.error)
     scan.add_argument("--timeout", type=_positive, default=10.0, metavar="S",
                       help="seconds to listen (default: 10)")
-    _adapter_option(scan)
+    _adapter_option(scan, every=True)
     scan.add_argument("--esphome", type=_proxy, default=None, metavar="HOST[:PORT]",
-                      help="listen through this ESPHome Bluetooth proxy instead of the adapter "
+                      help="listen through this ESPHome Bluetooth proxy instead of the adapters "
                       "(port default: 6053)")
     scan.add_argument("--esphome-key", default=None, metavar="BASE64",
                       help="the proxy's `api: encryption: key:` (default: "

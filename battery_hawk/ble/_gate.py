@@ -108,7 +108,10 @@ class AdapterGate:
         except BLEAK_FAILURES as exc:
             # a scanner that cannot stop is logged, not fatal: connecting may still work;
             # an adapter that BlueZ removed (unplugged) has no discovery left to stop
-            gone = "org.freedesktop.DBus.Error.UnknownObject" in str(exc)
+            gone = any(sign in str(exc) for sign in (
+                "org.freedesktop.DBus.Error.UnknownObject",  # the adapter was removed
+                "No discovery started",  # switched off: discovery ended with it
+            ))
             (_LOGGER.debug if gone else _LOGGER.warning)(
                 "%s: stopping discovery failed: %s", self.adapter, exc)
         _LOGGER.debug("%s: discovery stopped", self.adapter)

@@ -37,7 +37,12 @@ ADAPTER_IFACE = "org.bluez.Adapter1"
 OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 DBUS_TIMEOUT = 5.0
 _ADAPTER_PATH = re.compile(r"/org/bluez/(hci\d+)")
-_MATCH = f"type='signal',sender='org.bluez',interface='{OBJECT_MANAGER}'"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+_MATCHES = (
+    f"type='signal',sender='org.bluez',interface='{OBJECT_MANAGER}'",
+    f"type='signal',sender='org.bluez',interface='{PROPERTIES}',member='PropertiesChanged',"
+    f"arg0='{ADAPTER_IFACE}'",
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -108,16 +113,19 @@ async def list_adapters() -> list[AdapterInfo]:
 
 
 class AdapterWatch:
-    """Calls on_added(AdapterInfo) / on_removed(name) as BlueZ adds and removes adapters.
+    """Calls on_added(AdapterInfo) / on_removed(name) as BlueZ adds and removes adapters,
+    and on_powered(name, powered) when an adapter is switched off or on (Adapter1.Powered).
 
     `start()` returns the adapters present; the callbacks run in the event loop for each
     change after that. `stop()` ends the watch (an async context manager too).
     """
 
     def __init__(self, on_added: Callable[[AdapterInfo], None],
-                 on_removed: Callable[[str], None]) -> None:
+                 on_removed: Callable[[str], None],
+                 on_powered: Callable[[str, bool], None] | None = None) -> None:
         self._on_added = on_added
         self._on_removed = on_removed
+        self._on_powered = on_powered
         self._bus: MessageBus | None = None
 
     async def start(self) -> list[AdapterInfo]:
@@ -125,10 +133,11 @@ class AdapterWatch:
         bus = await _system_bus()
         try:
             async with asyncio.timeout(DBUS_TIMEOUT):
-                await bus.call(Message(
-                    destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                    body=[_MATCH]))
+                for rule in _MATCHES:
+                    await bus.call(Message(
+                        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                        interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                        body=[rule]))
             bus.add_message_handler(self._on_message)
             present = await _managed_adapters(bus)
         except (OSError, TimeoutError, DBusError, BluetoothUnavailableError) as exc:
@@ -140,7 +149,12 @@ class AdapterWatch:
         return present
 
     def _on_message(self, message: Message) -> None:
-        if message.message_type != MessageType.SIGNAL or message.interface != OBJECT_MANAGER:
+        if message.message_type != MessageType.SIGNAL:
+            return
+        if message.interface == PROPERTIES and message.member == "PropertiesChanged":
+            self._on_properties(message)
+            return
+        if message.interface != OBJECT_MANAGER:
             return
         path = str(message.body[0]) if message.body else ""
         if message.member == "InterfacesAdded":
@@ -153,6 +167,17 @@ class AdapterWatch:
             if match is not None and ADAPTER_IFACE in message.body[1]:
                 _LOGGER.debug("BlueZ removed adapter %s", match.group(1))
                 self._on_removed(match.group(1))
+
+    def _on_properties(self, message: Message) -> None:
+        match = _ADAPTER_PATH.fullmatch(message.path or "")
+        if match is None or self._on_powered is None or len(message.body) < 2:
+            return
+        interface, changed = message.body[0], message.body[1]
+        if interface != ADAPTER_IFACE or "Powered" not in changed:
+            return
+        powered = bool(getattr(changed["Powered"], "value", changed["Powered"]))
+        _LOGGER.debug("%s powered %s", match.group(1), "on" if powered else "off")
+        self._on_powered(match.group(1), powered)
 
     async def stop(self) -> None:
         bus, self._bus = self._bus, None

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
+from battery_hawk.ble.adapters import list_adapters
 from battery_hawk.ble.exchange import fetch_reading
-from battery_hawk.ble.link import Link, NotifyCallback
+from battery_hawk.ble.link import Link, NotifyCallback, Transport
+from battery_hawk.ble.radios import RadioSet
 from battery_hawk.ble.recovery import RecoverySettings
 from battery_hawk.ble.transport import BleakTransport
-from battery_hawk.errors import ConnectTimeoutError, DecodeError, TransportError
+from battery_hawk.errors import (
+    BluetoothUnavailableError,
+    ConnectTimeoutError,
+    DecodeError,
+    TransportError,
+)
 from battery_hawk.models import Advertisement, Reading
 from battery_hawk.protocols import FAMILIES, Driver, Match, get_driver, identify
 
-__all__ = ["ScanResult", "answered_as", "read_command", "scan_command"]
+__all__ = ["ScanResult", "answered_as", "read_command", "scan_adapters", "scan_command"]
 
 # a one-off command reports a stuck or switched-off adapter; only the daemon power-cycles
 _NO_RECOVERY = RecoverySettings(enabled=False)
@@ -38,15 +46,40 @@ ProgressCallback = Callable[[int, int], None]
 """Called about once a second while scanning: (devices heard, devices recognised)."""
 
 
+async def scan_adapters() -> list[str]:
+    """The adapters BlueZ has (hci0 first); ["hci0"] when it lists none or cannot be
+    asked (that adapter's scan then says what is wrong)."""
+    try:
+        names = [a.name for a in await list_adapters()]
+    except BluetoothUnavailableError:
+        names = []
+    return names or ["hci0"]
+
+
+def _scan_transport(adapters: Sequence[str]) -> Transport:
+    if len(adapters) == 1:
+        return BleakTransport(adapters[0], recovery=_NO_RECOVERY)
+    radios = RadioSet()
+    for name in adapters:
+        radios.add_radio(name, BleakTransport(name, recovery=_NO_RECOVERY))
+    return radios
+
+
 async def scan_command(
-    adapter: str, timeout: float, on_progress: ProgressCallback | None = None
+    adapter: str | Sequence[str] | None, timeout: float,
+    on_progress: ProgressCallback | None = None,
 ) -> list[ScanResult]:
     """Discover for timeout seconds: recognised devices first, strongest signal first.
 
-    A device counts as recognised if any of its advertisements was (a name may come in
-    one advert and the manufacturer data in the next).
+    adapter: one adapter (hciN or its MAC), several, or None for every adapter BlueZ
+    has (scan_adapters()). With several, each device is shown with the RSSI and the
+    name (Advertisement.radio) of the adapter that heard it best. A device counts as
+    recognised if any of its advertisements was (a name may come in one advert and the
+    manufacturer data in the next).
     """
-    transport = BleakTransport(adapter, recovery=_NO_RECOVERY)
+    if adapter is None:
+        adapter = await scan_adapters()
+    transport = _scan_transport([adapter] if isinstance(adapter, str) else adapter)
     latest: dict[str, Advertisement] = {}
     matches: dict[str, Match] = {}
 
@@ -58,7 +91,7 @@ async def scan_command(
 
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    task = asyncio.create_task(listen(), name=f"scan-{adapter}")
+    task = asyncio.create_task(listen(), name="scan")
     try:
         while not task.done() and (left := end - loop.time()) > 0:
             if on_progress is not None:
@@ -68,6 +101,12 @@ async def scan_command(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # raises what stopped the scan (e.g. no adapter)
+    if isinstance(transport, RadioSet):  # the adapter that heard each device best
+        for address, adv in latest.items():
+            heard = transport.hearing(address)
+            if heard:
+                best = max(heard, key=lambda name: heard[name])
+                latest[address] = dataclasses.replace(adv, rssi=heard[best], radio=best)
     results = [
         ScanResult(adv, m.driver.family, m.reason) if (m := matches.get(a)) is not None
         else ScanResult(adv, None, None)

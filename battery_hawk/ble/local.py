@@ -12,6 +12,7 @@ name anyway: their transports say what is wrong (ble/diagnose.py) when first use
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,9 @@ __all__ = ["LocalAdapters"]
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_ADAPTER = "hci0"
+# seconds an adapter may stay off before its devices move: the daemon's own recovery
+# switches a stuck adapter off and on again within about a second
+POWER_GRACE = 5.0
 
 
 class LocalAdapters:
@@ -41,6 +45,8 @@ class LocalAdapters:
         self._make = make
         self._slots = slots
         self._watch: AdapterWatch | None = None
+        self._off: set[str] = set()  # left the set because they were switched off
+        self._pending: dict[str, asyncio.TimerHandle] = {}
 
     def _wants(self, adapter: AdapterInfo) -> bool:
         return bool(select_adapters([adapter], self._wanted))
@@ -54,11 +60,39 @@ class LocalAdapters:
             self._add(adapter.name)
 
     def _removed(self, name: str) -> None:
+        self._cancel(name)
+        self._off.discard(name)
         self._radios.remove_radio(name, "BlueZ removed it")
+
+    def _cancel(self, name: str) -> None:
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            pending.cancel()
+
+    def _powered(self, name: str, powered: bool) -> None:
+        """Switched off: after POWER_GRACE its devices move (unless it is the only
+        adapter, whose errors then say what is wrong). Switched on: listen again."""
+        self._cancel(name)
+        if powered:
+            if name in self._off:
+                self._off.discard(name)
+                self._add(name)
+            else:
+                self._radios.relisten(name)
+            return
+        if name in self._radios.names:
+            loop = asyncio.get_running_loop()
+            self._pending[name] = loop.call_later(POWER_GRACE, self._switched_off, name)
+
+    def _switched_off(self, name: str) -> None:
+        self._pending.pop(name, None)
+        if name in self._radios.names and len(self._radios.names) > 1:
+            self._off.add(name)
+            self._radios.remove_radio(name, "switched off")
 
     async def start(self) -> tuple[str, ...]:
         """Add the wanted adapters present now and start watching; returns their names."""
-        watch = AdapterWatch(self._added, self._removed)
+        watch = AdapterWatch(self._added, self._removed, self._powered)
         try:
             present = await watch.start()
         except BluetoothUnavailableError as exc:
@@ -84,6 +118,8 @@ class LocalAdapters:
         return self._radios.names
 
     async def stop(self) -> None:
+        for name in list(self._pending):
+            self._cancel(name)
         watch, self._watch = self._watch, None
         if watch is not None:
             await watch.stop()

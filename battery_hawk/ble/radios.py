@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
+from battery_hawk.ble._merge import AdvertKey, Merge, pump_backoff
 from battery_hawk.ble.choice import ChoiceRules, RadioView, rank_radios
 from battery_hawk.ble.link import Link, Transport
 from battery_hawk.errors import (
@@ -47,11 +48,10 @@ from battery_hawk.errors import (
 from battery_hawk.logs import log_context
 from battery_hawk.models import Advertisement
 
-__all__ = ["RadioSet", "pump_backoff"]
+__all__ = ["RadioSet", "pump_backoff"]  # pump_backoff: from ble/_merge.py
 
 _LOGGER = logging.getLogger(__name__)
 
-ADVERT_QUEUE_SIZE = 256
 DEDUPE_WINDOW = 2.0  # seconds: a copy of an advert from another radio within this is dropped
 KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
 # seconds a radio just added may fail without counting as failing: BlueZ tells every
@@ -59,14 +59,6 @@ KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
 ADD_GRACE = 3.0
 GRACE_RETRY = 0.25
 RADIO_TROUBLE = (BluetoothUnavailableError, AdapterNotReadyError)
-
-
-def pump_backoff(attempt: int, rng: random.Random) -> float:
-    """Seconds before a radio's failed advert stream is opened again (attempt from 1):
-    1 s doubling to 60 s, +-20 % jitter."""
-    if attempt < 1:
-        raise ValueError("attempt counts from 1")
-    return float(min(60.0, 2.0 ** (attempt - 1)) * rng.uniform(0.8, 1.2))
 
 
 @dataclass(slots=True)
@@ -88,38 +80,6 @@ class _Outcome:
     failures: int = 0
     failed_at: float | None = None
     succeeded_at: float | None = None
-
-
-AdvertKey = tuple[str, tuple[tuple[int, bytes], ...], tuple[tuple[str, bytes], ...]]
-
-
-class _Merge:
-    """One consumer of RadioSet.advertisements(): a queue fed by one pump per radio."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Advertisement | TransportError] = asyncio.Queue(
-            ADVERT_QUEUE_SIZE)
-        self.pumps: dict[str, asyncio.Task[None]] = {}
-        self.failed: dict[str, TransportError] = {}
-        self.delivered: dict[AdvertKey, tuple[str, float]] = {}
-
-    def put(self, item: Advertisement | TransportError) -> None:
-        if self.queue.full():  # a slow consumer loses its oldest adverts, never blocks us
-            self.queue.get_nowait()
-        self.queue.put_nowait(item)
-
-    def stop(self, name: str) -> None:
-        task = self.pumps.pop(name, None)
-        self.failed.pop(name, None)
-        if task is not None:
-            task.cancel()
-
-    async def close(self) -> None:
-        tasks = list(self.pumps.values())
-        self.pumps.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class RadioSet:
@@ -145,7 +105,7 @@ class RadioSet:
         self._heard: dict[str, dict[str, tuple[int | None, float]]] = {}
         self._outcomes: dict[tuple[str, str], _Outcome] = {}
         self._last: dict[str, str] = {}
-        self._merges: set[_Merge] = set()
+        self._merges: set[Merge] = set()
         self._dropped: set[str] = set()  # radios whose drop was logged, until they return
 
     # --- the radios ------------------------------------------------------------------
@@ -192,6 +152,15 @@ class RadioSet:
             _LOGGER.warning("%s dropped (%s); its devices move to %s", name, reason,
                             self._others(name))
         return True
+
+    def relisten(self, name: str) -> None:
+        """Open the radio's advert streams afresh (after it was switched off and on, its
+        discovery must be started again). Nothing is logged."""
+        if name not in self._radios:
+            return
+        for merge in self._merges:
+            merge.stop(name)
+            self._start_pump(merge, name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -343,7 +312,7 @@ class RadioSet:
         return self._merged()
 
     async def _merged(self) -> AsyncGenerator[Advertisement, None]:
-        merge = _Merge()
+        merge = Merge()
         self._merges.add(merge)
         for name in self._radios:
             self._start_pump(merge, name)
@@ -357,11 +326,11 @@ class RadioSet:
             self._merges.discard(merge)
             await asyncio.shield(merge.close())
 
-    def _start_pump(self, merge: _Merge, name: str) -> None:
+    def _start_pump(self, merge: Merge, name: str) -> None:
         merge.pumps[name] = asyncio.create_task(self._pump(merge, name),
                                                 name=f"battery-hawk:radio-adverts:{name}")
 
-    async def _pump(self, merge: _Merge, name: str) -> None:
+    async def _pump(self, merge: Merge, name: str) -> None:
         """One radio's adverts into a merge, its stream opened again after a failure."""
         attempt = 0
         while name in self._radios:
@@ -389,7 +358,7 @@ class RadioSet:
             attempt += 1
             await asyncio.sleep(pump_backoff(attempt, self._rng))
 
-    def _deliver(self, merge: _Merge, name: str, adv: Advertisement) -> None:
+    def _deliver(self, merge: Merge, name: str, adv: Advertisement) -> None:
         now = self._clock()
         self._note_heard(adv.address, name, adv.rssi, now)
         key: AdvertKey = (adv.address, tuple(sorted(adv.manufacturer_data.items())),

@@ -1,7 +1,8 @@
 """`battery-hawk run` with two local adapters (the fake BlueZ's hci0 and hci1), against a
 real mosquitto: each device is read through the adapter that hears it best; unplugging
-hci1 moves its device to hci0, plugging it in again moves it back; a passive device heard
-on both adapters makes no duplicate readings."""
+hci1 moves its device to hci0, plugging it in again moves it back, and so do switching
+hci1 off for good and on again; a passive device heard on both adapters makes no
+duplicate readings."""
 
 from __future__ import annotations
 
@@ -106,6 +107,17 @@ async def test_each_device_is_read_through_the_adapter_that_hears_it_best(
                            timeout=60)
         assert radios(sub, NEAR_HCI0, mark)[-1] == "hci0"
 
+        # hci1 switched off and rfkill-blocked, so that the daemon's power cycle cannot
+        # bring it back: its device moves to hci0; unblocked and on, hci1 is used again
+        fake.set_adapter_power(False, rfkill=True, adapter="hci1")
+        mark = len(sub.messages)
+        await sub.wait_for(lambda _: radios(sub, NEAR_HCI1, mark)[-3:] == ["hci0"] * 3,
+                           timeout=60)
+        fake.set_adapter_power(True, adapter="hci1")
+        mark = len(sub.messages)
+        await sub.wait_for(lambda _: radios(sub, NEAR_HCI1, mark)[-3:] == ["hci1"] * 3,
+                           timeout=60)
+
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             _, err = await proc.communicate()
@@ -118,8 +130,10 @@ async def test_each_device_is_read_through_the_adapter_that_hears_it_best(
         await sub.stop()
 
     messages = [json.loads(line)["message"] for line in log.splitlines() if line.startswith("{")]
-    assert sum("hci1 dropped" in m for m in messages) == 1, messages
-    assert sum("hci1 is back" in m for m in messages) == 1, messages
+    dropped = [m for m in messages if m.startswith("hci1 dropped")]
+    assert len(dropped) == 2, messages  # unplugged, then switched off: once each
+    assert "BlueZ removed it" in dropped[0]
+    assert sum(m.startswith("hci1 is back") for m in messages) == 2, messages
     assert "Traceback" not in log
     assert not any("stopping discovery failed" in m for m in messages), messages
 
