@@ -54,8 +54,9 @@ _LOGGER = logging.getLogger(__name__)
 
 DEDUPE_WINDOW = 2.0  # seconds: a copy of an advert from another radio within this is dropped
 KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
-# seconds a radio just added may fail without counting as failing: BlueZ tells every
-# client of a new adapter by a signal, and bleak's copy may come after ours
+# seconds in which a radio just added may fail to listen without counting as failing:
+# BlueZ tells every client of a new adapter by a signal, and bleak's copy may come after
+# ours (connections rank a radio that has heard nothing yet last: they are not affected)
 ADD_GRACE = 3.0
 GRACE_RETRY = 0.25
 RADIO_TROUBLE = (BluetoothUnavailableError, AdapterNotReadyError)
@@ -186,7 +187,7 @@ class RadioSet:
 
     def _radio_failed(self, name: str, exc: TransportError) -> None:
         radio = self._radios.get(name)
-        if radio is None or radio.failing is not None or self._young(radio):
+        if radio is None or radio.failing is not None:
             return
         radio.failing = str(exc)
         if len(self._radios) > 1 and name not in self._dropped:

@@ -137,15 +137,15 @@ async def test_each_device_is_read_through_the_adapter_that_hears_it_best(
     assert "Traceback" not in log
     assert not any("stopping discovery failed" in m for m in messages), messages
 
-    # the passive Victron, heard on both adapters: one reading per poll interval at most,
-    # whichever adapter heard it; seq never repeats
+    # the passive Victron, heard on both adapters: one reading per poll interval (its
+    # schedule; an advert heard twice would double that), whichever adapter heard it
     shunt = readings(sub, SHUNT)
     assert len(shunt) >= 3
     seqs = [r["seq"] for r in shunt]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     stamps = [datetime.fromisoformat(str(r["timestamp"])) for r in shunt]
     span = (stamps[-1] - stamps[0]).total_seconds()
-    assert len(shunt) <= span / 1.0 + 1, (len(shunt), span)
+    assert len(shunt) <= span / 1.0 + 2, (len(shunt), span)
     assert {r["radio"] for r in shunt} <= {"hci0", "hci1"}
     for device in (NEAR_HCI0, NEAR_HCI1):  # no reading lost or repeated across the moves
         seqs = [int(str(r["seq"])) for r in readings(sub, device)]
