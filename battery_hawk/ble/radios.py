@@ -150,8 +150,7 @@ class RadioSet:
         self._outcomes = {k: v for k, v in self._outcomes.items() if k[1] != name}
         if name not in self._dropped:
             self._dropped.add(name)
-            _LOGGER.warning("%s dropped (%s); its devices move to %s", name, reason,
-                            self._others(name))
+            _LOGGER.warning("%s dropped (%s); %s", name, reason, self._moving(name))
         return True
 
     def relisten(self, name: str) -> None:
@@ -178,9 +177,12 @@ class RadioSet:
         radio = self._radios.get(name)
         return radio.failing if radio is not None else None
 
-    def _others(self, name: str) -> str:
+    def _moving(self, name: str) -> str:
+        """Where the devices of a dropped radio go, in words."""
         others = [n for n, r in self._radios.items() if n != name and r.failing is None]
-        return ", ".join(others) if others else "no other radio"
+        if others:
+            return f"its devices move to {', '.join(others)}"
+        return "no other radio works: its devices wait for one"
 
     def _young(self, radio: _Radio) -> bool:
         return self._clock() - radio.added_at < ADD_GRACE
@@ -192,8 +194,7 @@ class RadioSet:
         radio.failing = str(exc)
         if len(self._radios) > 1 and name not in self._dropped:
             self._dropped.add(name)
-            _LOGGER.warning("%s dropped: %s; its devices move to %s", name, exc,
-                            self._others(name))
+            _LOGGER.warning("%s dropped: %s; %s", name, exc, self._moving(name))
 
     def _radio_ok(self, name: str) -> None:
         radio = self._radios.get(name)

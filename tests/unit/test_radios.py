@@ -348,3 +348,16 @@ def test_pump_backoff_doubles_to_a_minute_with_jitter() -> None:
     assert 48 <= delays[3] <= 72 and 48 <= delays[4] <= 72
     with pytest.raises(ValueError):
         pump_backoff(0, rng)
+
+
+async def test_the_last_radio_dropped_says_its_devices_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "battery_hawk.ble.radios")
+    radios = radio_set(FakeRadio("hci0"))
+    radios.remove_radio("hci0", "BlueZ removed it")
+    assert [r.getMessage() for r in caplog.records] == [
+        "hci0 dropped (BlueZ removed it); no other radio works: its devices wait for one"]
+    with pytest.raises(BluetoothUnavailableError, match="no Bluetooth radio"):
+        async with radios.connect(A):
+            pass
