@@ -46,6 +46,9 @@ class LocalAdapters:
         self._slots = slots
         self._watch: AdapterWatch | None = None
         self._off: set[str] = set()  # left the set because they were switched off
+        # wanted entries added as they were written while BlueZ had none of them: their
+        # transports say what is wrong; each gives way to its adapter when that appears
+        self._stand_ins: set[str] = set()
         self._pending: dict[str, asyncio.TimerHandle] = {}
 
     def _wants(self, adapter: AdapterInfo) -> bool:
@@ -56,8 +59,15 @@ class LocalAdapters:
             self._radios.add_radio(name, self._make(name), slots=self._slots)
 
     def _added(self, adapter: AdapterInfo) -> None:
-        if self._wants(adapter):
-            self._add(adapter.name)
+        if not self._wants(adapter):
+            return
+        for stand_in in [s for s in self._stand_ins if select_adapters([adapter], [s])]:
+            self._stand_ins.discard(stand_in)
+            if stand_in == adapter.name:
+                self._radios.relisten(stand_in)  # now, not after its backoff
+            else:
+                self._radios.remove_radio(stand_in, None)
+        self._add(adapter.name)
 
     def _removed(self, name: str) -> None:
         self._cancel(name)
@@ -112,6 +122,7 @@ class LocalAdapters:
             self._add(adapter.name)
         if not chosen:  # nothing to use yet: the wanted ones say why when they are used
             for name in self._wanted or (DEFAULT_ADAPTER,):
+                self._stand_ins.add(name)
                 self._add(name)
         if len(self._radios.names) > 1:
             _LOGGER.info("Bluetooth adapters: %s", ", ".join(self._radios.names))

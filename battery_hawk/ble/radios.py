@@ -139,16 +139,24 @@ class RadioSet:
         for merge in self._merges:
             self._start_pump(merge, name)
 
-    def remove_radio(self, name: str, reason: str = "removed") -> bool:
+    def remove_radio(self, name: str, reason: str | None = "removed") -> bool:
         """Stop using a radio (its adverts stop; its devices move to the others).
-        Returns False if there was no such radio. Links open through it are not cut."""
+
+        reason: why, for the one warning that says it was dropped; None for a radio
+        that is replaced, not lost (nothing is logged, and adding it again is no
+        return). Returns False if there was no such radio. Links open through it are
+        not cut.
+        """
         radio = self._radios.pop(name, None)
         if radio is None:
             return False
         for merge in self._merges:
             merge.stop(name)
         self._outcomes = {k: v for k, v in self._outcomes.items() if k[1] != name}
-        if name not in self._dropped:
+        if reason is None:
+            self._dropped.discard(name)
+            _LOGGER.debug("radio %s removed", name)
+        elif name not in self._dropped:
             self._dropped.add(name)
             _LOGGER.warning("%s dropped (%s); %s", name, reason, self._moving(name))
         return True

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from battery_hawk.ble import BleakTransport, fetch_reading, scan_command
+from battery_hawk.ble import BleakTransport, RadioSet, fetch_reading, scan_command
 from battery_hawk.ble.adapters import AdapterInfo, AdapterWatch, list_adapters, select_adapters
+from battery_hawk.ble.local import LocalAdapters
 from battery_hawk.errors import BluetoothUnavailableError, TransportError
 from battery_hawk.models import Advertisement, BatteryState, Reading
 from battery_hawk.protocols import BM6
@@ -184,3 +185,26 @@ async def test_without_bluez_the_adapters_cannot_be_listed(fake_bluez: FakeBlueZ
     fake_bluez.stop_bluez()
     with pytest.raises(BluetoothUnavailableError):
         await list_adapters()
+
+
+async def test_adapters_named_by_mac_join_under_their_name_and_late_ones_when_they_appear(
+    fake_bluez: FakeBlueZ, caplog: pytest.LogCaptureFixture,
+) -> None:
+    radios = RadioSet()
+    local = LocalAdapters(radios, [HCI1_MAC.lower(), "hci2"],
+                          lambda name: BleakTransport(name, connect_timeout=5))
+    try:
+        # neither is there (hci0 is not wanted): both stand in as written, to say why
+        assert await local.start() == (HCI1_MAC.lower(), "hci2")
+        assert "used once it appears" in caplog.text
+        fake_bluez.add_adapter("hci1", HCI1_MAC)  # takes its stand-in's place
+        await wait_until(lambda: radios.names == ("hci2", "hci1"))
+        fake_bluez.add_adapter("hci3", "00:1A:7D:DA:71:03")  # not wanted
+        fake_bluez.add_adapter("hci2", "00:1A:7D:DA:71:04")
+        await wait_until(lambda: radios.names == ("hci2", "hci1"))
+        fake_bluez.remove_adapter("hci1")
+        await wait_until(lambda: radios.names == ("hci2",))
+        assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()] == [
+            "hci1 dropped (BlueZ removed it); its devices move to hci2"]
+    finally:
+        await local.stop()
