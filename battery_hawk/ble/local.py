@@ -4,10 +4,13 @@ At start: every adapter BlueZ has (or those `bluetooth.adapters` names, by hciN 
 becomes a radio of the set, each a BleakTransport of its own. Then an AdapterWatch
 (ble/adapters.py) follows BlueZ: an adapter it removes (a USB dongle unplugged) leaves
 the set, and its devices move to the others; one it adds (plugged in again, or a new
-one when every adapter is wanted) joins it.
+one when every adapter is wanted) joins it. One switched off (Adapter1.Powered false)
+leaves after POWER_GRACE seconds if others remain, and joins again when switched on.
 
-Without D-Bus or BlueZ at start, the wanted adapters (hci0 if none is named) join by
-name anyway: their transports say what is wrong (ble/diagnose.py) when first used.
+Without D-Bus or BlueZ at start, or when BlueZ has none of the wanted adapters, the
+wanted ones (hci0 if none is named) stand in as written: their transports say what is
+wrong (ble/diagnose.py) when first used; a stand-in gives way to its adapter when
+BlueZ adds it.
 """
 
 from __future__ import annotations
