@@ -236,7 +236,7 @@ class DeviceConfig:
     key: bytes | None = field(default=None, repr=False)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     chemistry: str = field(default="lead_acid", metadata=_choice(*_CHEMISTRIES))
-    nominal_voltage: int = field(default=12, metadata=_bounds(12, 48))
+    nominal_voltage: int = field(default=12, metadata={"one_of": NOMINAL_VOLTAGES})
     estimate_soc: bool = True
     # passive: advertisements only, never a connection; poll: a connection every
     # poll_interval; auto: advertisements when they carry a reading, a connection for
@@ -405,6 +405,7 @@ def parse_config(
         if all(problem.key != known.key for known in problems):
             problems.append(problem)
 
+    config = _with_storage_path(config, file, report)
     mqtt = config.mqtt
     if isinstance(data, dict) and mqtt.tls.enabled and "port" not in (data.get("mqtt") or {}):
         mqtt = dataclasses.replace(mqtt, port=MQTT_TLS_PORT)  # MQTT over TLS's own port
@@ -412,8 +413,15 @@ def parse_config(
         mqtt = _resolve_password(mqtt, file, env)
     except ConfigError as exc:
         report(exc)
+    try:
+        mqtt = dataclasses.replace(mqtt, tls=_expand_tls(mqtt.tls, file, env))
+    except ConfigError as exc:
+        report(exc)
     else:
         _check_tls(mqtt.tls, file, report)
+    if mqtt.max_retry_delay < mqtt.initial_retry_delay:
+        report(ConfigError("must not be smaller than mqtt.initial_retry_delay", file=file,
+                           key="mqtt.max_retry_delay"))
     listed = data.get("devices") if isinstance(data, dict) else None
     if not config.devices and not listed:
         report(ConfigError("no devices configured: the daemon would do nothing. Add one entry "
@@ -430,6 +438,21 @@ def parse_config(
     if problems:
         raise ConfigError.collect(problems, file)
     return dataclasses.replace(config, mqtt=mqtt)
+
+
+def _with_storage_path(config: Config, file: str | None,
+                       report: Callable[[ConfigError], None]) -> Config:
+    """storage.path with ``~`` expanded; it must be absolute (the daemon's working folder
+    is not a place for its state: under systemd it is /)."""
+    raw = config.storage.path
+    path = os.path.expanduser(raw.strip())
+    if not path or not os.path.isabs(path):
+        report(ConfigError(
+            f"{raw!r} is not an absolute path: give the folder for the daemon's state in "
+            "full, e.g. /var/lib/battery-hawk (systemd) or ~/battery-hawk (as yourself)",
+            file=file, key="storage.path"))
+        return config
+    return dataclasses.replace(config, storage=dataclasses.replace(config.storage, path=path))
 
 
 def check_storage(config: Config, file: str | None = None) -> None:
@@ -470,7 +493,7 @@ def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]
     """The broker password: password_file, password, $BATTERY_HAWK_MQTT_PASSWORD, then
     the systemd credential ``mqtt`` ($CREDENTIALS_DIRECTORY/mqtt), first found wins.
 
-    Environment variables in password_file and the TLS paths are expanded, so
+    Environment variables in password_file are expanded, so
     ``password_file: ${CREDENTIALS_DIRECTORY}/mqtt`` works under systemd.
     """
     if mqtt.password is not None and mqtt.password_file is not None:
@@ -492,17 +515,17 @@ def _resolve_password(mqtt: MqttConfig, file: str | None, env: Mapping[str, str]
             credential = Path(credentials, PASSWORD_CREDENTIAL)
             with contextlib.suppress(OSError):  # no such credential: no password
                 password = credential.read_text(encoding="utf-8").strip() or None
+    return dataclasses.replace(mqtt, password=password, password_file=password_file)
+
+
+def _expand_tls(tls: TLSConfig, file: str | None, env: Mapping[str, str]) -> TLSConfig:
+    """The TLS file paths with environment variables expanded (ConfigError if unset)."""
     paths: dict[str, Any] = {
         name: _expand(value, env, file, f"mqtt.tls.{name}")
         for name in ("ca_cert", "cert_file", "key_file")
-        if (value := getattr(mqtt.tls, name)) is not None
+        if (value := getattr(tls, name)) is not None
     }
-    tls = dataclasses.replace(mqtt.tls, **paths)
-    mqtt = dataclasses.replace(mqtt, tls=tls, password_file=password_file)
-    if mqtt.max_retry_delay < mqtt.initial_retry_delay:
-        raise ConfigError("must not be smaller than mqtt.initial_retry_delay", file=file,
-                          key="mqtt.max_retry_delay")
-    return dataclasses.replace(mqtt, password=password)
+    return dataclasses.replace(tls, **paths)
 
 
 def _check_tls(tls: TLSConfig, file: str | None, report: Callable[[ConfigError], None]) -> None:
@@ -558,18 +581,14 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
         driver = DRIVERS.get(device.type)
         if driver is None:
             fail(unknown_type_message(device.type), ".type")
-            continue
-        if driver.requires_key and device.key is None:
+        elif driver.requires_key and device.key is None:
             where = f"; {VICTRON_KEY_HELP}" if device.type == "victron" else ""
             fail(f"a {device.type} device needs its key (32 hex digits){where}", ".key")
-        if device.nominal_voltage not in NOMINAL_VOLTAGES:
-            fail(f"nominal_voltage must be one of {', '.join(map(str, NOMINAL_VOLTAGES))}, "
-                 f"got {device.nominal_voltage}", ".nominal_voltage")
-        if device.mode == "passive" and not driver.advert_fields:
+        if driver is not None and device.mode == "passive" and not driver.advert_fields:
             fail(f"{device.type} advertisements carry no reading that battery-hawk can decode; "
                  "use mode: auto or poll", ".mode")
-        if device.mode == "poll" and driver.write_uuid is None and driver.read_uuid is None \
-                and driver.notify_uuid is None:
+        if driver is not None and device.mode == "poll" and driver.write_uuid is None \
+                and driver.read_uuid is None and driver.notify_uuid is None:
             fail(f"{device.type} devices are read from their advertisements only; "
                  "use mode: auto or passive", ".mode")
         if device.address in seen:
@@ -593,9 +612,6 @@ def _check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
         names.setdefault(name, index)
 
 
-_HOST = re.compile(r"^[A-Za-z0-9._:%-]+$")  # a host name, IPv4 or IPv6 address
-
-
 def _check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
                    report: Callable[[ConfigError], None],
                    indices: list[int] | None = None) -> None:
@@ -608,9 +624,6 @@ def _check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
         def fail(message: str, where: str, key: str = key) -> None:
             report(ConfigError(message, file=file, key=f"{key}.{where}"))
 
-        if not _HOST.match(proxy.host):
-            fail(f"{proxy.host!r} is not a host name or IP address; give the proxy's "
-                 "address as ESPHome shows it (e.g. 192.168.1.50 or proxy.local)", "host")
         if proxy.encryption_key is not None:
             problem = proxy_key_problem(proxy.encryption_key)
             if problem:
@@ -639,6 +652,16 @@ def proxy_key_problem(key: str) -> str | None:
 
 class _ConfigLoader(Loader):
     """The loader with battery-hawk's own help added to its errors."""
+
+    def check_text(self, leaf: str, text: str, path: str) -> str:
+        """A device's type must be a known family, said even when another field of the
+        same device is wrong too (the device then cannot be built for the later checks)."""
+        if leaf == "type" and path.startswith("devices["):
+            from battery_hawk.protocols import DRIVERS, unknown_type_message
+
+            if text not in DRIVERS:
+                self.fail(path, unknown_type_message(text))
+        return text
 
     def _with_key_help(
         self, cls: type[Any], data: Mapping[Any, Any], key: str, exc: ConfigError

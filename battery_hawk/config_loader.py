@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from battery_hawk.errors import ConfigError
+from battery_hawk.hosts import host_problem
 
 __all__ = ["Invalid", "Loader", "UniqueKeyLoader", "yaml_hint"]
 
@@ -168,6 +169,9 @@ class Loader:
             if not math.isfinite(number):
                 self.fail(path, f"expected a finite number, got {raw}")
             self.check_range(number, path, meta)
+            if "one_of" in meta and number not in meta["one_of"]:
+                self.fail(path, f"must be one of {', '.join(map(str, meta['one_of']))}, "
+                          f"got {raw}")
             return number
         if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
             self.fail(path, f"expected a string, got {_kind(raw)}")
@@ -186,14 +190,27 @@ class Loader:
             if not _MAC.match(text):
                 self.fail(path, f"{raw!r} is not a MAC address like AA:BB:CC:DD:EE:FF")
         elif leaf in ("id", "gateway_id") and not _ID.match(text):
-            self.fail(path, f"{text!r} may hold only letters, digits, '-' and '_'")
+            what = "is empty" if not text else "may hold only letters, digits, '-' and '_'"
+            example = ("garage-pi (left out, it is the host name)" if leaf == "gateway_id"
+                       else "van")
+            self.fail(path, f"{text!r} {what}; e.g. {example}")
         elif leaf in ("topic_prefix", "discovery_prefix") and (
             not text or any(c in text for c in "+#") or text.startswith("/")
             or text.endswith("/")
         ):
-            self.fail(path, f"{text!r} is not a valid MQTT topic prefix")
+            default = "battery_hawk" if leaf == "topic_prefix" else "homeassistant"
+            self.fail(path, f"{text!r} is not a valid MQTT topic prefix: it must not be empty, "
+                      f"hold + or #, or start or end with '/'; e.g. {default}")
+        elif leaf in ("broker", "listen", "host") and (
+            problem := host_problem(text, path.rpartition(".")[0] + ".port")
+        ):
+            self.fail(path, problem)
         elif leaf == "type":
             text = text.lower()
+        return self.check_text(leaf, text, path)
+
+    def check_text(self, leaf: str, text: str, path: str) -> str:
+        """A hook: check (or normalise) a string value by its key; ``fail`` to refuse it."""
         return text
 
     def check_range(self, number: float, path: str, meta: Mapping[str, Any]) -> None:

@@ -67,6 +67,48 @@ def test_a_queue_too_large_for_memory_is_refused(tmp_path: Path,
     assert "mqtt.message_queue_size" in err and "100000" in err
 
 
+@pytest.mark.parametrize(("text", "key", "says"), [
+    ("mqtt: {broker: ''}", "mqtt.broker", "is empty"),
+    ("mqtt: {broker: 'mqtt://192.168.1.10:1883'}", "mqtt.broker", "without mqtt://"),
+    ("mqtt: {broker: 'my broker'}", "mqtt.broker", "not a host name"),
+    ("mqtt: {broker: '192.168.1.10:1884'}", "mqtt.broker", "mqtt.port: 1884"),
+    ("mqtt: {broker: '192.168.1.300'}", "mqtt.broker", "not an IP address"),
+    ("http: {listen: 'localhost:9105'}", "http.listen", "http.port: 9105"),
+    ("bluetooth: {esphome_proxies: [{host: '192.168.1.50:6053'}]}",
+     "bluetooth.esphome_proxies[0].host", "bluetooth.esphome_proxies[0].port: 6053"),
+    ("bluetooth: {esphome_proxies: [{host: '999999'}]}",
+     "bluetooth.esphome_proxies[0].host", "not an IP address"),
+])
+def test_a_host_written_as_a_url_with_a_port_or_garbled_says_how_to_write_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str, says: str,
+) -> None:
+    err = check(tmp_path, f"{text}\ndevices:\n" + BM6, capsys)
+    assert f"{key}:" in err and says in err, err
+
+
+@pytest.mark.parametrize("host", ["broker.local", "192.168.1.10", "::1", "fe80::1%eth0",
+                                  "homeassistant.local.", "mosquitto_1"])
+def test_host_names_and_addresses_pass(tmp_path: Path, host: str) -> None:
+    path = write(tmp_path, f"mqtt: {{broker: '{host}'}}\ndevices:\n" + BM6)
+    assert load_config(path).mqtt.broker == host
+
+
+@pytest.mark.parametrize("path", ["''", "state", "5", "'./bh'"])
+def test_storage_path_must_be_absolute(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       path: str) -> None:
+    file = write(tmp_path, f"storage: {{path: {path}}}\ndevices:\n" + BM6)
+    assert main(["check-config", "-c", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "storage.path" in err and "absolute path" in err
+
+
+def test_storage_path_expands_the_home_folder(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    file = write(tmp_path, "storage: {path: ~/battery-hawk}\ndevices:\n" + BM6)
+    assert load_config(file).storage.path == str(tmp_path / "battery-hawk")
+
+
 def test_unquoted_mac_read_as_a_number_says_quote_it(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     # YAML 1.1 reads 10:20:30:40:50:59 as the base-60 integer 28093372259
@@ -93,6 +135,22 @@ def test_semantic_faults_are_reported_together(tmp_path: Path) -> None:
     keys = [p.key for p in info.value.problems]
     assert keys == ["mqtt.password_file", "devices[1].address", "devices[1].name",
                     "devices[2].key"]
+
+
+@pytest.mark.parametrize(("text", "keys"), [
+    ("devices:\n  - {address: 'AA:BB:CC:DD:EE:1', type: bm8}\n",
+     ["devices[0].address", "devices[0].type"]),
+    ("devices:\n  - {address: 'AA:BB:CC:DD:EE:01', type: bm8, nominal_voltage: 13}\n",
+     ["devices[0].type", "devices[0].nominal_voltage"]),
+    ("mqtt: {password_file: /nonexistent/pw, tls: {enabled: true, ca_cert: /nonexistent/ca"
+     ".pem}, initial_retry_delay: 9, max_retry_delay: 2}\ndevices:\n" + BM6,
+     ["mqtt.password_file", "mqtt.tls.ca_cert", "mqtt.max_retry_delay"]),
+], ids=["address-and-type", "type-and-voltage", "password-tls-and-delays"])
+def test_one_fault_does_not_hide_another(tmp_path: Path, text: str, keys: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    found = [p.key for p in info.value.problems] or [info.value.key]
+    assert all(key in found for key in keys), found
 
 
 def test_one_fault_keeps_its_key(tmp_path: Path) -> None:

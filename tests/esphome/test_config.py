@@ -55,8 +55,8 @@ def test_every_bad_entry_is_named_with_its_fix() -> None:
             "10.0.0.5:6053 is also bluetooth.esphome_proxies[0]; list each proxy once",
         "bluetooth.esphome_proxies[3].host": "missing required key",
         "bluetooth.esphome_proxies[4].host":
-            "'bad host' is not a host name or IP address; give the proxy's address as "
-            "ESPHome shows it (e.g. 192.168.1.50 or proxy.local)",
+            "'bad host' is not a host name or IP address: a name holds letters, digits, "
+            "'-' and dots, e.g. broker.local",
         "bluetooth.esphome_proxies[5].password":
             "give either encryption_key or password: an encrypted proxy ignores the legacy "
             "API password; remove password",
