@@ -43,6 +43,7 @@ from battery_hawk.ble.link import Link, Transport
 from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
+    OutOfSlotsError,
     TransportError,
 )
 from battery_hawk.logs import log_context
@@ -289,9 +290,10 @@ class RadioSet:
                     radio.transport.connect(address, timeout=timeout))
             except TransportError as exc:
                 radio.busy -= 1
-                self._record(address, name, ok=False)
                 if isinstance(exc, RADIO_TROUBLE):
-                    self._radio_failed(name, exc)
+                    self._radio_failed(name, exc)  # the radio's fault: it is dropped
+                elif not isinstance(exc, OutOfSlotsError):  # full now is not the device's
+                    self._record(address, name, ok=False)
                 _LOGGER.debug("%s: connecting through %s failed: %s", address, name, exc)
                 failure = exc
                 continue

@@ -21,6 +21,7 @@ from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
     DeviceNotFoundError,
+    OutOfSlotsError,
     TransportError,
 )
 from battery_hawk.models import Advertisement
@@ -205,6 +206,22 @@ async def test_when_the_best_radio_fails_the_next_one_reads_and_is_preferred_aft
     async with radios.connect(A):
         pass
     assert hci0.connects == [A] and hci1.connects == [A, A]
+
+
+async def test_a_radio_that_is_full_is_not_held_against_the_device() -> None:
+    proxy, hci0 = FakeRadio("proxy"), FakeRadio("hci0")
+    radios = radio_set(proxy, hci0)
+    async with listening(radios, proxy, hci0):
+        proxy.hear(A, -50)
+        hci0.hear(A, -70, b"\x01")
+        await wait_until(lambda: len(radios.hearing(A)) == 2)
+    proxy.fail = OutOfSlotsError("proxy: every connection slot is taken")
+    async with radios.connect(A) as link:
+        assert await link.read("x") == b"hci0"
+    proxy.fail = None
+    assert radios.choose(A)[0] == "proxy"  # full a moment ago: still the best radio
+    async with radios.connect(A) as link:
+        assert await link.read("x") == b"proxy"
 
 
 async def test_the_last_radios_error_is_raised_when_every_try_fails() -> None:
