@@ -19,25 +19,39 @@ from battery_hawk.errors import ConfigError, InProgressError
 if TYPE_CHECKING:
     from battery_hawk.ble.commands import ScanResult
 
-__all__ = ["devices_snippet", "mac_address", "read_main", "scan_main", "scan_table"]
+__all__ = ["adapter_name", "devices_snippet", "mac_address", "read_main", "scan_main", "scan_table"]
 
 EXIT_OK = 0
 DAEMON_HOLDS_ADAPTER = (
     "is the battery-hawk daemon running? It scans and connects all the time: "
     "`sudo systemctl stop battery-hawk`, run this, then `sudo systemctl start battery-hawk`"
 )
-_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
+# The forms the configuration takes (config_loader: `address`; config: `bluetooth.adapter`),
+# so that an address that works here works in the file too.
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_ADAPTER = re.compile(r"hci\d{1,3}|(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 
 
 def mac_address(text: str) -> str:
-    """argparse type: a Bluetooth MAC (AA:BB:CC:DD:EE:FF, '-' also taken), upper case."""
+    """argparse type: a Bluetooth MAC as the config takes it (AA:BB:CC:DD:EE:FF, any case),
+    upper case; ArgumentTypeError with the config's words otherwise."""
     value = text.strip()
     if not _MAC.fullmatch(value):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a Bluetooth MAC address: six hex pairs like C8:47:80:12:34:56 "
+            f"{text!r} is not a MAC address like AA:BB:CC:DD:EE:FF "
             "(`battery-hawk scan` lists the ones nearby)"
         )
-    return value.replace("-", ":").upper()
+    return value.upper()
+
+
+def adapter_name(text: str) -> str:
+    """argparse type: hci0 or an adapter's MAC, as `bluetooth.adapter` takes it."""
+    if not _ADAPTER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an adapter name like hci0 or an adapter MAC address like "
+            "00:1A:7D:DA:71:13 (`bluetoothctl list` shows yours)"
+        )
+    return text
 
 
 # --- scan ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The ``battery-hawk`` command: run, demo, scan, read, history, check-config, dlq.
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration, 141 the reader
+of stdout went away (``| head``): what a shell reports for a program SIGPIPE ended.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import argparse
 import asyncio
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import yaml
 
 from battery_hawk import __version__
-from battery_hawk.ble_cli import mac_address
+from battery_hawk.ble_cli import adapter_name, mac_address
 from battery_hawk.config import PASSWORD_ENV, Config, check_storage, load_config
 from battery_hawk.errors import BatteryHawkError, ConfigError
 from battery_hawk.logs import setup_logging
@@ -24,6 +27,7 @@ from battery_hawk.logs import setup_logging
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 141  # 128 + SIGPIPE, as for `yes | head -1`
 DEFAULT_CONFIG = "/etc/battery-hawk/battery-hawk.yaml"
 
 _log = logging.getLogger("battery_hawk")
@@ -45,11 +49,11 @@ def _logging_options(*, with_config: bool) -> argparse.ArgumentParser:
 
 def _adapter_option(parser: argparse.ArgumentParser, *, every: bool = False) -> None:
     if every:
-        parser.add_argument("--adapter", default=None,
+        parser.add_argument("--adapter", type=adapter_name, default=None,
                             help="Bluetooth adapter, hci0 or its MAC address (default: every "
                             "adapter BlueZ has)")
         return
-    parser.add_argument("--adapter", default="hci0",
+    parser.add_argument("--adapter", type=adapter_name, default="hci0",
                         help="Bluetooth adapter, hci0 or its MAC address (default: hci0)")
 
 
@@ -152,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="the device's MAC address, e.g. AA:BB:CC:DD:EE:01")
     history.add_argument("--type", required=True, dest="type_", metavar="T",
                          help="bm2, bm6 or bm7 (or an alias such as bm200, bm300) (required)")
-    history.add_argument("--since", default=None, metavar="SPAN",
+    history.add_argument("--since", type=_span, default=None, metavar="SPAN",
                          help="only the last SPAN, e.g. 90m, 6h, 1d (default: all)")
     history.add_argument("--format", choices=("csv", "jsonl"), default="csv", dest="format_",
                          help="csv or jsonl, one JSON object a line (default: csv)")
@@ -220,6 +224,13 @@ def _check_device_arguments(args: argparse.Namespace) -> None:
     type_name = args.type_.strip().lower()
     if type_name not in DRIVERS:
         args.usage_error(f"--type: {unknown_type_message(args.type_)}")
+    if args.command == "history":  # the family first: a Victron's key is moot, no history
+        from battery_hawk.history.command import history_driver
+
+        try:
+            history_driver(type_name)
+        except ConfigError as exc:
+            args.usage_error(str(exc))
     help_text = f"; {VICTRON_KEY_HELP}" if DRIVERS[type_name].requires_key else ""
     key = None
     if args.key is not None:
@@ -259,6 +270,15 @@ def _port(text: str) -> int:
     return int(_number(text, int, 1, 65535))
 
 
+def _span(text: str) -> timedelta:
+    from battery_hawk.history.command import parse_since
+
+    try:
+        return parse_since(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from None
+
+
 def _proxy(text: str) -> tuple[str, int]:
     from battery_hawk.esphome.command import parse_proxy  # imports no aioesphomeapi
 
@@ -266,7 +286,46 @@ def _proxy(text: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run a subcommand; returns the exit code."""
+    """Parse the command line and run a subcommand; returns the exit code.
+
+    A reader of stdout that goes away early (``| head -1``) ends the command quietly
+    with EXIT_PIPE, as SIGPIPE ends a C program; see "Note on SIGPIPE" in the Python
+    documentation of the signal module.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader gone meanwhile shows here, not at interpreter exit
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a socket's, not ours to hide
+        _silence_stdout()
+        return EXIT_PIPE
+    return code
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has gone (poll reports an error)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True  # no descriptor to ask (output captured in memory): trust the error
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered must not fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass  # no descriptor: nothing is flushed to one at exit either
+    finally:
+        os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         _check_device_arguments(args)
@@ -276,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
+        if exc.file is None and (exc.key or "").startswith("--"):
+            return _usage_error(args, str(exc))  # a command-line option, no file involved
         print(f"battery-hawk: bad configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -283,6 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatteryHawkError as exc:
         print(f"battery-hawk: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    """argparse's own usage error for the command (usage line, then the message); 2."""
+    try:
+        args.usage_error(message)
+    except SystemExit as exc:
+        return int(exc.code or EXIT_USAGE)
+    return EXIT_USAGE
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -329,11 +399,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def _history(args: argparse.Namespace) -> int:
-    from battery_hawk.history.command import history_command, parse_since
+    from battery_hawk.history.command import history_command
 
-    since = None if args.since is None else parse_since(args.since)
     await history_command(args.adapter, args.address, args.type_, key=_hex_key(args.key),
-                          since=since, fmt=args.format_, out=sys.stdout, timeout=args.timeout)
+                          since=args.since, fmt=args.format_, out=sys.stdout,
+                          timeout=args.timeout)
     return EXIT_OK
 
 

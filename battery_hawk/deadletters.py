@@ -61,25 +61,32 @@ def _iso(ts: float) -> str:
 # ---- the command ------------------------------------------------------------------------
 
 def run_dlq(config: Config, action: str, ids: Sequence[int] | None = None, *,
-            as_json: bool = False, out: TextIO = sys.stdout) -> int:
-    """``battery-hawk dlq ACTION``: list, replay or purge; returns the exit code (0).
+            as_json: bool = False, out: TextIO | None = None,
+            err: TextIO | None = None) -> int:
+    """``battery-hawk dlq ACTION``: list, replay or purge; returns the exit code.
 
+    0, or 1 when an id asked for names no dead letter (said on ``err``; the ids that do
+    exist are still acted on, as ``rm`` removes the files that exist).
+    ``out`` and ``err`` default to sys.stdout and sys.stderr as they are at the call.
     Raises SpoolError (exit 1 in the CLI) when the spool file cannot be used.
     """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    wanted = sorted(set(ids)) if ids else None
     path = Path(config.storage.path) / SPOOL_FILE
     if not path.exists():
         if action == "list" and as_json:
             out.write("[]\n")
         else:
             out.write(f"no spool at {path}: no dead letters\n")
-        return 0
+        return _missing(wanted or [], err)
     spool = SpoolFile(path, check=False)
     try:
-        wanted = list(ids) if ids else None
+        held = spool.dead_letters()
+        missing = [] if wanted is None else sorted(
+            set(wanted) - {letter.id for letter in held})
         if action == "list":
-            letters = spool.dead_letters()
-            if wanted is not None:
-                letters = [letter for letter in letters if letter.id in wanted]
+            letters = held if wanted is None else [x for x in held if x.id in wanted]
             _print_letters(letters, as_json, out)
         elif action == "replay":
             count = spool.replay_dead_letters(wanted)
@@ -91,7 +98,16 @@ def run_dlq(config: Config, action: str, ids: Sequence[int] | None = None, *,
             raise ValueError(f"unknown dlq action {action!r}")
     finally:
         spool.close()
-    return 0
+    return _missing(missing, err)
+
+
+def _missing(ids: Sequence[int], err: TextIO) -> int:
+    """Say which ids name no dead letter; the exit code (1 if any, else 0)."""
+    if not ids:
+        return 0
+    err.write(f"battery-hawk dlq: no dead letter with id {', '.join(map(str, ids))} "
+              "(`battery-hawk dlq list` shows the ids there are)\n")
+    return 1
 
 
 def _print_letters(letters: list[DeadLetter], as_json: bool, out: TextIO) -> None:
@@ -118,7 +134,8 @@ def _print_letters(letters: list[DeadLetter], as_json: bool, out: TextIO) -> Non
 def register_routes(server: HttpServer, mqtt: MQTTInterface | None) -> None:
     """``GET /api/dead-letters`` and (admin) ``POST /api/dead-letters/replay``.
 
-    The replay body may be empty (every letter) or JSON ``{"ids": [1, 2]}``.
+    The replay body may be empty (every letter) or JSON ``{"ids": [1, 2]}``; ids that
+    name no dead letter answer 404 ``{"replayed": n, "missing": [ids], "error": ...}``.
     """
     from battery_hawk.http.routes import json_response
 
@@ -141,7 +158,15 @@ def register_routes(server: HttpServer, mqtt: MQTTInterface | None) -> None:
                     ids = list(raw)
             except ValueError as exc:
                 return json_response({"error": f"bad body: {exc}"}, HTTPStatus.BAD_REQUEST)
+        missing: list[int] = []
+        if ids is not None:
+            held = {x.id for x in await mqtt.dead_letters()} if mqtt is not None else set()
+            missing = sorted(set(ids) - held)
         count = await mqtt.replay_dead_letters(ids) if mqtt is not None else 0
+        if missing:  # as the command's exit 1: the letters that exist are still replayed
+            return json_response({"replayed": count, "missing": missing,
+                                  "error": "no dead letter with these ids"},
+                                 HTTPStatus.NOT_FOUND)
         return json_response({"replayed": count})
 
     server.add_route("GET", "/api/dead-letters", list_letters)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from battery_hawk.cli import _parser, main
+from battery_hawk.config import parse_config
+from battery_hawk.errors import ConfigError
 from battery_hawk.mqtt import ConnectionState, MQTTInterface, ReconnectionConfig
 from tests.mqtt.conftest import settings_for
 from tests.support.brokers import free_port, wait_until
@@ -91,3 +93,47 @@ def test_busy_http_port_fails_without_saying_stopped(
     err = capsys.readouterr().err
     assert f"cannot serve HTTP on 127.0.0.1:{port}" in err and "http.port" in err
     assert "stopped" not in err and "started" not in err
+
+
+@pytest.mark.parametrize("address", [
+    "AA:BB:CC:DD:EE:01", "aa:bb:cc:dd:ee:01", "aa-bb-cc-dd-ee-01", "AA-BB-CC-DD-EE-01",
+    "AABBCCDDEE01", "AA:BB:CC:DD:EE", "AA:BB:CC:DD:EE:01:02", "AA.BB.CC.DD.EE.01",
+])
+def test_the_command_line_takes_the_addresses_the_config_takes_and_no_others(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        parse_config({"devices": [{"address": address, "type": "bm6"}]})
+        config_says = None
+    except ConfigError as exc:
+        config_says = exc.reason
+    for command in ("read", "history"):
+        if config_says is None:
+            parsed = _parser().parse_args([command, address, "--type", "bm6"])
+            assert parsed.address == address.upper()
+            continue
+        assert main([command, address, "--type", "bm6"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: battery-hawk {command}") and config_says in err
+
+
+@pytest.mark.parametrize(("adapter", "accepted"), [
+    ("hci0", True), ("hci12", True), ("00:1A:7D:DA:71:13", True),
+    ("00-1A-7D-DA-71-13", False), ("bluetooth0", False), ("", False),
+])
+def test_the_command_line_takes_the_adapters_the_config_takes(
+    adapter: str, accepted: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        parse_config({"bluetooth": {"adapter": adapter},
+                      "devices": [{"address": "AA:BB:CC:DD:EE:01", "type": "bm6"}]})
+    except ConfigError:
+        in_config = False
+    else:
+        in_config = True
+    assert in_config is accepted
+    if accepted:
+        assert _parser().parse_args(["scan", "--adapter", adapter]).adapter == adapter
+    else:
+        assert main(["scan", "--adapter", adapter]) == 2
+        assert "is not an adapter name like hci0" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from battery_hawk.errors import ConfigError, UnknownDeviceType
 from battery_hawk.protocols.history import (
@@ -25,7 +25,10 @@ from battery_hawk.protocols.history import (
 )
 from battery_hawk.publisher import format_timestamp
 
-__all__ = ["COLUMNS", "history_command", "parse_since", "write_records"]
+if TYPE_CHECKING:
+    from battery_hawk.protocols.base import Driver
+
+__all__ = ["COLUMNS", "history_command", "history_driver", "parse_since", "write_records"]
 
 COLUMNS = ("timestamp", "voltage", "soc", "temperature", "min_crank_voltage", "kind")
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
@@ -46,6 +49,25 @@ def parse_since(text: str) -> timedelta:
     if span <= timedelta(0):
         raise ConfigError("the span must be above zero", key="--since")
     return span
+
+
+def history_driver(type_name: str) -> type[Driver]:
+    """The driver class for ``--type`` if its family keeps history; ConfigError otherwise.
+
+    Asked before the key: a Victron's missing key does not matter, it keeps no history.
+    """
+    from battery_hawk.protocols import get_driver
+
+    try:
+        driver_cls = get_driver(type_name)
+    except UnknownDeviceType as exc:
+        raise ConfigError(str(exc), key="--type") from None
+    if driver_cls.family not in HISTORY_FAMILIES:
+        raise ConfigError(
+            f"{type_name} monitors keep no history; history works with bm2, bm6 and bm7",
+            key="--type",
+        )
+    return driver_cls
 
 
 def _row(record: HistoryRecord) -> dict[str, object]:
@@ -97,17 +119,8 @@ async def history_command(
     from battery_hawk.ble.history import fetch_history
     from battery_hawk.ble.recovery import RecoverySettings
     from battery_hawk.ble.transport import BleakTransport
-    from battery_hawk.protocols import get_driver
 
-    try:
-        driver_cls = get_driver(type_name)
-    except UnknownDeviceType as exc:
-        raise ConfigError(str(exc), key="--type") from None
-    if driver_cls.family not in HISTORY_FAMILIES:
-        raise ConfigError(
-            f"{type_name} monitors keep no history; history works with bm2, bm6 and bm7",
-            key="--type",
-        )
+    driver_cls = history_driver(type_name)
     try:
         driver = driver_cls(key)
     except ValueError as exc:

@@ -11,14 +11,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from battery_hawk.cli import main
 from battery_hawk.config import Config, StorageConfig
 from battery_hawk.deadletters import register_routes, run_dlq
 from battery_hawk.http import HttpServer, Metrics
 from battery_hawk.mqtt import MQTTInterface, ReconnectionConfig
-from battery_hawk.mqtt.spool import Spool
+from battery_hawk.mqtt.queue import QueuedMessage
+from battery_hawk.mqtt.spool import SPOOL_FILE, Spool, SpoolFile
 from tests.http.conftest import FakeProvider
-from tests.support.brokers import Mosquitto, Subscriber, wait_until
+from tests.support.brokers import Mosquitto, Subscriber, free_port, wait_until
 
 from .conftest import settings_for
 
@@ -123,3 +126,72 @@ def test_dlq_command_without_a_spool_says_so(tmp_path: Path, capsys: object) -> 
                       "devices:\n  - {address: 'C8:47:80:00:00:06', type: bm6}\n")
     assert main(["dlq", "-c", str(config), "list"]) == 0
     assert main(["dlq", "-c", str(config), "purge"]) == 0
+
+
+def _spool_with_letters(storage: Path, count: int) -> list[int]:
+    """A spool file under ``storage`` holding ``count`` dead letters; their ids."""
+    spool = SpoolFile(storage / SPOOL_FILE)
+    try:
+        spool.bury([(QueuedMessage(f"bh/dl/{i}", b"x", 1, False, i, 0.0), "retry_limit", None)
+                    for i in range(count)])
+        return [letter.id for letter in spool.dead_letters()]
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize("action", ["replay", "purge", "list"])
+def test_dlq_names_the_ids_that_are_no_dead_letter_and_exits_1(
+    action: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"storage:\n  path: {tmp_path}\n"
+                      "devices:\n  - {address: 'C8:47:80:00:00:06', type: bm6}\n")
+    (held,) = _spool_with_letters(tmp_path, 1)
+    absent = held + 4
+    assert main(["dlq", "-c", str(config), action, "--id", str(absent)]) == 1
+    out, err = capsys.readouterr()
+    assert f"no dead letter with id {absent}" in err and "dlq list" in err
+    # the id that exists is still acted on; the one that does not is named again
+    assert main(["dlq", "-c", str(config), action, "--id", str(held),
+                 "--id", str(absent)]) == 1
+    out, err = capsys.readouterr()
+    assert f"no dead letter with id {absent} (" in err  # only the absent one is named
+    assert {"replay": "1 dead letter(s) queued", "purge": "1 dead letter(s) deleted",
+            "list": "bh/dl/0"}[action] in out
+    if action != "list":
+        assert main(["dlq", "-c", str(config), "list"]) == 0
+        assert "no dead letters" in capsys.readouterr().out
+
+
+def test_dlq_without_a_spool_names_the_ids_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"storage:\n  path: {tmp_path / 'state'}\n"
+                      "devices:\n  - {address: 'C8:47:80:00:00:06', type: bm6}\n")
+    assert main(["dlq", "-c", str(config), "replay", "--id", "5"]) == 1
+    assert "no dead letter with id 5" in capsys.readouterr().err
+
+
+async def test_http_replay_of_ids_that_are_no_dead_letter_answers_404(tmp_path: Path) -> None:
+    held = _spool_with_letters(tmp_path, 1)[0]
+    iface = MQTTInterface(settings_for(free_port()), CONFIG,  # no broker: held, not sent
+                          spool=Spool(tmp_path, 1 << 20))
+    server = HttpServer("127.0.0.1", 0, Metrics(), FakeProvider(), admin_token="s3cret")
+    register_routes(server, iface)
+    async with iface, server:
+        base = f"http://127.0.0.1:{server.port}/api/dead-letters/replay"
+        status, doc = await asyncio.to_thread(
+            http_doc, "POST", base, json.dumps({"ids": [held, held + 7]}).encode())
+    assert status == 404 and isinstance(doc, dict)
+    assert (doc["replayed"], doc["missing"]) == (1, [held + 7])
+
+
+def http_doc(method: str, url: str, body: bytes) -> tuple[int, object]:
+    """Like http(), with the body of an error answer too."""
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
