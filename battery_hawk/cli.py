@@ -101,11 +101,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="no live view; log lines only, for scripts (default: live view "
                       "on a terminal)")
     demo.add_argument("--storage", default=None, metavar="DIR",
-                      help="where seq counters are kept (default: a temporary folder)")
+                      help="where seq counters and undelivered messages are kept (default: "
+                      "a temporary folder, deleted at the end)")
     demo.add_argument("--broker", default=None, metavar="HOST[:PORT]",
                       help="use this broker (e.g. Home Assistant's) instead of the embedded "
-                      "one; the entities appear in Home Assistant and are removed when the "
-                      "demo ends (default: the embedded broker; PORT default 1883)")
+                      "one: HOST[:PORT], [IPV6-ADDRESS][:PORT] or mqtt://HOST[:PORT]; the "
+                      "entities appear in Home Assistant and are removed when the demo ends "
+                      "(default: the embedded broker; PORT default 1883)")
     demo.add_argument("--username", default=None,
                       help="user name for --broker (default: none)")
     demo.add_argument("--password", default=None,
@@ -198,7 +200,7 @@ def _check_demo_arguments(args: argparse.Namespace) -> None:
             if given is not None:
                 args.usage_error(f"{option} goes with --broker HOST")
         return
-    from battery_hawk.demo import split_broker
+    from battery_hawk.demo_broker import split_broker
 
     try:
         split_broker(args.broker)

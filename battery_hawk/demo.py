@@ -30,6 +30,7 @@ from battery_hawk.config import (
     MqttConfig,
     StorageConfig,
 )
+from battery_hawk.demo_broker import clear_status, demo_gateway_id, host_port, split_broker
 from battery_hawk.demo_view import LiveView
 from battery_hawk.errors import BatteryHawkError
 from battery_hawk.simulator.battery import BatteryModel, BatteryProfile
@@ -41,12 +42,18 @@ from battery_hawk.simulator.broker import (
 )
 from battery_hawk.simulator.devices import FAMILIES, SimDevice, SimTransport, build_fleet
 
-__all__ = ["DemoOptions", "demo_config", "demo_fleet", "intro", "run_demo"]
+__all__ = [
+    "DemoOptions",
+    "demo_config",
+    "demo_fleet",
+    "intro",
+    "run_demo",
+]
 
 _log = logging.getLogger(__name__)
 
 FAULT_PERIOD = 20.0  # --fault broker: seconds up, then seconds down, repeated
-GATEWAY_ID = "demo"
+GATEWAY_ID = "demo"  # with the embedded broker; on the user's, demo_gateway_id()
 ALERT_HOLD = 5.0  # seconds a breach must last before the demo raises an alert
 
 # The battery that runs flat: 5 Ah drained at 10 A loses about 3 % a minute, so from 28 %
@@ -65,10 +72,10 @@ class DemoOptions:
     interval: float | None = None
     fault: str | None = None
     live: bool = True
-    storage: str | None = None
+    storage: str | None = None  # None: a temporary folder (no spool: it is deleted)
     http_port: int = 9105
     seed: int = 0
-    broker: str | None = None  # HOST[:PORT] of a broker the user runs; None: embedded
+    broker: str | None = None  # a broker the user runs (split_broker's forms); None: embedded
     username: str | None = None
     password: str | None = None
     listen: bool = False  # the embedded broker on every interface, not only localhost
@@ -95,8 +102,13 @@ def demo_fleet(count: int | None, *, seed: int = 0, start: float = 0.0,
 
 def demo_config(transport: SimTransport, *, port: int, interval: float, storage: str,
                 http_port: int, host: str = "127.0.0.1", username: str | None = None,
-                password: str | None = None) -> Config:
-    """A Config for the simulated fleet: quick reconnection so outages are short."""
+                password: str | None = None, gateway_id: str = GATEWAY_ID,
+                spool: bool = True) -> Config:
+    """A Config for the simulated fleet: quick reconnection so outages are short.
+
+    ``spool`` False keeps undelivered messages in memory only (for a temporary
+    ``storage`` that is deleted at the end: a spool there would keep nothing).
+    """
     alerts = AlertConfig(hold=ALERT_HOLD)
     devices = tuple(
         DeviceConfig(address=dev.address, type=dev.family, name=dev.name,
@@ -108,24 +120,9 @@ def demo_config(transport: SimTransport, *, port: int, interval: float, storage:
                       initial_retry_delay=0.5, max_retry_delay=5.0, max_retries=0,
                       health_check_interval=10.0,
                       message_queue_size=max(1000, 200 * len(devices)), keepalive=15)
-    return Config(gateway_id=GATEWAY_ID, mqtt=mqtt, devices=devices,
+    return Config(gateway_id=gateway_id, mqtt=mqtt, devices=devices,
                   http=HttpConfig(enabled=True, listen="127.0.0.1", port=http_port),
-                  storage=StorageConfig(path=storage))
-
-
-def split_broker(text: str) -> tuple[str, int]:
-    """HOST[:PORT] (an IPv6 address in [brackets]) -> (host, port); ValueError if bad."""
-    host, port = text, 1883
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, number = text.partition(":")
-        port = int(number)
-    if not host or not 1 <= port <= 65535:
-        raise ValueError(f"{text!r} is not HOST[:PORT]")
-    return host, port
+                  storage=StorageConfig(path=storage, spool=spool))
 
 
 async def run_demo(options: DemoOptions) -> int:
@@ -163,24 +160,40 @@ async def run_demo(options: DemoOptions) -> int:
         loop.add_signal_handler(sig, ask_stop)
     try:
         app = await _run(options, transport, started, lambda: stop_asked,
-                         host=host, port=port, bind=bind,
-                         http_port=http_port, interval=interval)
+                         host=host, port=port, bind=bind, http_port=http_port,
+                         interval=interval,
+                         gateway_id=demo_gateway_id() if external else GATEWAY_ID)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     stats = app.mqtt.stats if app.mqtt else None
-    if stats is not None:
-        print(f"demo ended: {stats.messages_published} messages published, "
-              f"{stats.messages_dropped} dropped, {stats.queue_size} undelivered", flush=True)
+    if stats is None:
+        return 0
+    left = ""
+    if stats.queue_size and options.storage is None:
+        left = ", lost with the demo's temporary storage (--storage DIR keeps them)"
+    elif stats.queue_size:
+        left = f", kept in the spool under {options.storage} for the next demo"
+    print(f"demo ended: {stats.messages_published} messages published, "
+          f"{stats.messages_dropped} dropped, {stats.queue_size} undelivered{left}", flush=True)
+    if external and stats.total_connections == 0:
+        print(f"battery-hawk demo: never reached your broker {host_port(host, port)}: is it "
+              "running there, and are --username and --password right?", file=sys.stderr)
+        return 1
     return 0
 
 
 async def _run(options: DemoOptions,
                transport: SimTransport, started: list[App], stop_asked: Callable[[], bool],
                *, host: str, port: int, bind: str | None, http_port: int,
-               interval: float) -> App:
+               interval: float, gateway_id: str) -> App:
     """Broker (unless ``bind`` is None: the user's broker), app, intro, then the demo
-    until stopped; returns the stopped app."""
+    until stopped; returns the stopped app.
+
+    A stdout nobody reads any more (``| head -1``) stops the demo as Ctrl-C does, the
+    user's broker cleaned up as always; then its BrokenPipeError is raised.
+    """
+    lost_stdout: BrokenPipeError | None = None
     with contextlib.ExitStack() as stack:
         storage = options.storage or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="battery-hawk-demo-"))
@@ -193,7 +206,8 @@ async def _run(options: DemoOptions,
         def make_app(http_port: int) -> App:
             config = demo_config(transport, port=port, interval=interval, storage=storage,
                                  http_port=http_port, host=host, username=options.username,
-                                 password=options.password)
+                                 password=options.password, gateway_id=gateway_id,
+                                 spool=options.storage is not None)
             return App(config, transport=transport, stats_interval=10.0)
 
         try:
@@ -212,7 +226,11 @@ async def _run(options: DemoOptions,
         header = intro(config, options)
         view = LiveView(sys.stdout, header)
         if not options.live or not view.tty:
-            print("\n".join(header), flush=True)
+            try:
+                print("\n".join(header), flush=True)
+            except BrokenPipeError as exc:
+                lost_stdout = exc
+                app.request_stop()
         if options.live:
             stack.enter_context(view)
         try:
@@ -239,6 +257,10 @@ async def _run(options: DemoOptions,
             await app.stop()
             if broker is not None:
                 await broker.stop()
+        if bind is None:
+            await clear_status(app)
+    if lost_stdout is not None:
+        raise lost_stdout
     return app
 
 
@@ -290,11 +312,11 @@ def intro(config: Config, options: DemoOptions) -> list[str]:
     m = config.mqtt
     host = m.broker
     if options.broker is not None:
-        where = f"your broker {host}:{m.port}"
+        where = f"your broker {host_port(host, m.port)}"
     elif options.listen:
         where = f"embedded broker on port {m.port}, all interfaces ({_reachable_as()})"
     else:
-        where = f"embedded broker {host}:{m.port}"
+        where = f"embedded broker {host_port(host, m.port)}"
     auth = f" -u {m.username} -P ..." if m.username else ""
     lines = [
         f"battery-hawk demo: {len(config.devices)} simulated devices, {where}",
