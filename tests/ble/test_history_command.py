@@ -78,7 +78,7 @@ def test_a_bad_address_is_a_usage_error_before_the_radio_is_touched(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["history", "AA:BB:CC:DD:EE", "--type", "bm6"]) == 2
-    assert "is not a Bluetooth MAC address" in capsys.readouterr().err
+    assert "is not a MAC address like AA:BB:CC:DD:EE:FF" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
