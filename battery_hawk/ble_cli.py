@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from battery_hawk.config_loader import mac_address as config_mac
 from battery_hawk.errors import ConfigError, InProgressError
 
 if TYPE_CHECKING:
@@ -28,20 +29,19 @@ DAEMON_HOLDS_ADAPTER = (
 )
 # The forms the configuration takes (config_loader: `address`; config: `bluetooth.adapter`),
 # so that an address that works here works in the file too.
-_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 _ADAPTER = re.compile(r"hci\d{1,3}|(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 
 
 def mac_address(text: str) -> str:
-    """argparse type: a Bluetooth MAC as the config takes it (AA:BB:CC:DD:EE:FF, any case),
-    upper case; ArgumentTypeError with the config's words otherwise."""
-    value = text.strip()
-    if not _MAC.fullmatch(value):
+    """argparse type: a Bluetooth MAC as the config takes it (colons or dashes, any case),
+    as AA:BB:CC:DD:EE:FF; ArgumentTypeError with the config's words otherwise."""
+    mac = config_mac(text)
+    if mac is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a MAC address like AA:BB:CC:DD:EE:FF "
             "(`battery-hawk scan` lists the ones nearby)"
         )
-    return value.upper()
+    return mac
 
 
 def adapter_name(text: str) -> str:

@@ -22,7 +22,16 @@ from battery_hawk.hosts import host_problem
 
 __all__ = ["Invalid", "Loader", "UniqueKeyLoader", "yaml_hint"]
 
-_MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+_MAC = re.compile(r"^[0-9A-F]{2}([:-])[0-9A-F]{2}(\1[0-9A-F]{2}){4}$")
+
+
+def mac_address(text: str) -> str | None:
+    """``text`` as a MAC address in the form BlueZ uses (AA:BB:CC:DD:EE:FF), or None.
+
+    Colons or dashes (as Windows and some phone apps show it), either case.
+    """
+    upper = text.strip().upper()
+    return upper.replace("-", ":") if _MAC.match(upper) else None
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -186,9 +195,10 @@ class Loader:
             self.fail(path, "YAML read this unquoted MAC address as a number: quote it, "
                       'e.g. address: "12:34:56:78:9A:BC"')
         if leaf == "address":
-            text = text.upper()
-            if not _MAC.match(text):
+            mac = mac_address(text)
+            if mac is None:
                 self.fail(path, f"{raw!r} is not a MAC address like AA:BB:CC:DD:EE:FF")
+            text = mac
         elif leaf in ("id", "gateway_id") and not _ID.match(text):
             what = "is empty" if not text else "may hold only letters, digits, '-' and '_'"
             example = ("garage-pi (left out, it is the host name)" if leaf == "gateway_id"

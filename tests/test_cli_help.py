@@ -103,14 +103,14 @@ def test_the_command_line_takes_the_addresses_the_config_takes_and_no_others(
     address: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     try:
-        parse_config({"devices": [{"address": address, "type": "bm6"}]})
+        parsed_config = parse_config({"devices": [{"address": address, "type": "bm6"}]})
         config_says = None
     except ConfigError as exc:
         config_says = exc.reason
     for command in ("read", "history"):
         if config_says is None:
             parsed = _parser().parse_args([command, address, "--type", "bm6"])
-            assert parsed.address == address.upper()
+            assert parsed.address == parsed_config.devices[0].address == "AA:BB:CC:DD:EE:01"
             continue
         assert main([command, address, "--type", "bm6"]) == 2
         err = capsys.readouterr().err
