@@ -222,7 +222,7 @@ class App:
         bind(gateway_id=self.config.gateway_id)
         await self._start_http()
         for proxy in self.transport_proxies():
-            await proxy.start()  # sessions come up in the background, never block start-up
+            await proxy.start()  # sessions come up in the background meanwhile
         if self.mqtt is not None:
             if self.site is not None:  # before the first session, so none is missed
                 await self.site.start()
@@ -240,6 +240,9 @@ class App:
         else:
             await self._remove_stale_devices({d.device_id for d in self.config.devices})
         await self._start_radios()
+        # the first visits find a proxy that answers at once connected (bounded: a proxy
+        # that is away holds start-up at most its api timeout, all proxies together)
+        await asyncio.gather(*(p.wait_tried(p.api_timeout) for p in self.proxies))
         count = len(self.config.devices)
         for index, device in enumerate(self.config.devices):
             self._add_device(device, stagger=index / count)

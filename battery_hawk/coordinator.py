@@ -36,6 +36,7 @@ from battery_hawk.errors import (
     ConnectTimeoutError,
     DecodeError,
     NotAReading,
+    RadioStartingError,
     TransportError,
 )
 from battery_hawk.logs import bind, log_context
@@ -48,6 +49,10 @@ __all__ = ["AUTO_REFRESH", "DeviceCoordinator", "DeviceStatus", "ReadingSink", "
 _log = logging.getLogger(__name__)
 
 AUTO_REFRESH = 10  # auto mode: connect at least every this many poll intervals
+# a visit that failed only because no radio was ready (a proxy still connecting or away,
+# an adapter off) is tried again after 2 s, doubling up to the poll interval: a radio
+# that comes up reads its devices within seconds, not a whole interval later
+RADIO_RETRY = 2.0
 
 
 def offline_after(poll_interval: float) -> float:
@@ -130,6 +135,7 @@ class DeviceCoordinator:
         self._last_visit: float | None = None  # last reading over a connection
         self._last_connected: Reading | None = None
         self._failing = False
+        self._no_radio = 0  # visits in a row that failed because no radio was ready
 
     @property
     def passive(self) -> bool:
@@ -182,6 +188,9 @@ class DeviceCoordinator:
                 # a fixed schedule, so wake-up latency does not add up into drift; a visit
                 # that overran its slot is followed at once by the next
                 due = max(due + interval, self._clock())
+                if self._no_radio:  # no radio was ready: try again soon
+                    due = min(due, self._clock() + min(
+                        interval, RADIO_RETRY * 2 ** min(self._no_radio - 1, 16)))
                 await self._sleep(stopping, due - self._clock())
                 if self._woken.is_set():
                     self._woken.clear()
@@ -227,6 +236,7 @@ class DeviceCoordinator:
             self._fail("transport", exc, unexpected=True)
             return None
         self._breaker.record_success()
+        self._no_radio = 0
         self._last_visit, self._last_connected = self._clock(), reading
         if not self._may_read():
             # another gateway took the device over while this visit was under way: it
@@ -359,6 +369,11 @@ class DeviceCoordinator:
     def _fail(self, kind: str, exc: BaseException, *, unexpected: bool = False) -> None:
         status = self.status
         status.last_error = f"{type(exc).__name__}: {exc}"
+        no_radio = isinstance(exc, AdapterNotReadyError | BluetoothUnavailableError)
+        self._no_radio = self._no_radio + 1 if no_radio else 0
+        if isinstance(exc, RadioStartingError):  # a radio still coming up: no fault yet
+            _log.debug("%s (%s): %s", self.info.name, self.info.address, status.last_error)
+            return
         if kind == "decode":
             status.decode_errors += 1
         else:

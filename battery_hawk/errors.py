@@ -18,6 +18,7 @@ __all__ = [
     "NotPermittedError",
     "OutOfSlotsError",
     "PayloadError",
+    "RadioStartingError",
     "TransportError",
     "UnknownDeviceType",
 ]
@@ -96,6 +97,11 @@ class DeviceDisconnectedError(TransportError):
 
 class AdapterNotReadyError(TransportError):
     """The adapter exists but cannot work now: powered off, rfkill-blocked, or resetting."""
+
+
+class RadioStartingError(AdapterNotReadyError):
+    """The radio has not finished its first attempt to come up (a proxy still connecting
+    at start-up): no fault yet, and no reason to move its devices elsewhere."""
 
 
 class BluetoothUnavailableError(TransportError):

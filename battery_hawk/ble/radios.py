@@ -16,7 +16,8 @@ radios there are:
   then the next (at most `max_tries`), each with the full timeout. A radio whose
   adapter is unavailable or not ready (BluetoothUnavailableError, AdapterNotReadyError)
   counts as failing: it goes to the end of every ranking until it hears or connects
-  again.
+  again. A radio still making its first attempt to come up (RadioStartingError: a proxy
+  connecting at start-up) is passed over without counting as failing or dropped.
 - `add_radio` / `remove_radio` change the set at run time (an adapter plugged in or
   unplugged, a proxy that connects or goes away). Dropping a radio and its return are
   logged once each.
@@ -44,6 +45,7 @@ from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
     OutOfSlotsError,
+    RadioStartingError,
     TransportError,
 )
 from battery_hawk.logs import log_context
@@ -270,7 +272,8 @@ class RadioSet:
     async def connect(self, address: str, *, timeout: float | None = None) -> AsyncIterator[Link]:
         """A link through the best radio for the device, else the next (see module doc).
 
-        Raises the last radio's TransportError when every try failed, and
+        Raises RadioStartingError when a radio tried is still coming up (the device may
+        be reached soon), else the last radio's TransportError when every try failed, and
         BluetoothUnavailableError when the set has no radio at all.
         """
         address = address.upper()
@@ -279,6 +282,7 @@ class RadioSet:
             raise BluetoothUnavailableError(
                 f"{address}: no Bluetooth radio to reach it (no adapter is present)")
         failure: TransportError | None = None
+        starting: RadioStartingError | None = None
         for name in order:
             radio = self._radios.get(name)
             if radio is None:
@@ -288,6 +292,11 @@ class RadioSet:
             try:
                 link = await stack.enter_async_context(
                     radio.transport.connect(address, timeout=timeout))
+            except RadioStartingError as exc:  # still coming up: no fault of anyone yet
+                radio.busy -= 1
+                _LOGGER.debug("%s: %s is not up yet: %s", address, name, exc)
+                starting = exc
+                continue
             except TransportError as exc:
                 radio.busy -= 1
                 if isinstance(exc, RADIO_TROUBLE):
@@ -313,7 +322,9 @@ class RadioSet:
             finally:
                 radio.busy -= 1
             return
-        raise failure or BluetoothUnavailableError(f"{address}: every radio went away")
+        # a radio still coming up may yet reach the device: the caller tries again soon
+        raise starting or failure or BluetoothUnavailableError(
+            f"{address}: every radio went away")
 
     # --- Transport: listening ------------------------------------------------------------
 

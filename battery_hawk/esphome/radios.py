@@ -16,11 +16,13 @@ DEFAULT_PROXY_SLOTS = 3  # ESPHome's bluetooth_proxy connection_slots default
 def add_proxies(radios: RadioSet, proxies: Sequence[EsphomeProxyConfig], *,
                 connect_timeout: float) -> list[EsphomeTransport]:
     """One EsphomeTransport per proxy, each added to radios under its name
-    (``esphome:HOST:PORT``) with the free slots the proxy reports. The caller starts
+    (``esphome:HOST:PORT``) with the free slots the proxy reports; a refused key names
+    the proxy's entry, ``bluetooth.esphome_proxies[i]``. The caller starts
     them (``start()``) and closes them (``close()``)."""
     transports = []
-    for proxy in proxies:
-        transport = EsphomeTransport(proxy, connect_timeout=connect_timeout)
+    for index, proxy in enumerate(proxies):
+        transport = EsphomeTransport(proxy, connect_timeout=connect_timeout,
+                                     config_key=f"bluetooth.esphome_proxies[{index}]")
         radios.add_radio(transport.name, transport, slots=DEFAULT_PROXY_SLOTS,
                          free_slots=lambda t=transport: t.connections_free)  # type: ignore[misc]
         transports.append(transport)

@@ -60,9 +60,12 @@ class ProxySession:
         return self.failures[0] if self.failures else None
 
 
-async def open_session(proxy: EsphomeProxyConfig, *, keepalive: float, timeout: float
-                       ) -> ProxySession:
+async def open_session(proxy: EsphomeProxyConfig, *, keepalive: float, timeout: float,
+                       config_key: str = "") -> ProxySession:
     """Connect, log in and ask the proxy who it is, within timeout seconds.
+
+    config_key: the proxy's entry in the config (``bluetooth.esphome_proxies[0]``), named
+    by the error of a refused key or password.
 
     Raises AuthenticationFailedError for a refused key or password, AdapterNotReadyError
     for a proxy that cannot be reached or is no (usable) Bluetooth proxy,
@@ -94,7 +97,7 @@ async def open_session(proxy: EsphomeProxyConfig, *, keepalive: float, timeout: 
     except API_FAILURES as exc:
         client.force_disconnect()
         cause = failure[0] if failure else exc
-        raise translate(cause, where, "connecting") from cause
+        raise translate(cause, where, "connecting", config_key=config_key) from cause
     assert client.api_version is not None
     flags = device.bluetooth_proxy_feature_flags_compat(client.api_version)
     info = ProxyInfo(device.name, device.bluetooth_mac_address or device.mac_address,

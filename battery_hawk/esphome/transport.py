@@ -31,9 +31,10 @@ from battery_hawk.errors import (
     DecodeError,
     DeviceNotFoundError,
     OutOfSlotsError,
+    RadioStartingError,
     TransportError,
 )
-from battery_hawk.esphome._errors import API_FAILURES, translate
+from battery_hawk.esphome._errors import API_FAILURES, failure_kind, translate
 from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.esphome.link import EsphomeLink
@@ -52,6 +53,10 @@ ADVERT_QUEUE_SIZE = 256
 ADVERT_SILENCE = 60.0
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
 STABLE_SESSION = 30.0  # s a proxy session must last to count as a recovery
+# s after a session begins in which a device it has not heard yet may still be heard: a
+# connection waits for its advertisement (bleak's BlueZ backend looks for an unknown
+# device likewise) rather than fail because the first advertisements are still on the way
+FIRST_HEARING = 5.0
 PROXY_BACKOFF = ReconnectionConfig(initial_retry_delay=1.0, max_retry_delay=60.0,
                                    backoff_multiplier=2.0, jitter_factor=0.2)
 
@@ -71,13 +76,16 @@ class EsphomeTransport:
         rng: random.Random | None = None,
         advert_silence: float = ADVERT_SILENCE,
         stable_session: float = STABLE_SESSION,
+        config_key: str = "",
     ) -> None:
         """connect_timeout: one device connection; operation_timeout: one GATT call;
         api_timeout: connecting to the proxy itself; keepalive: seconds between pings
         (aioesphomeapi drops a session after 4.5 of them without an answer);
         advert_silence: seconds without any advertisement after which a session says
         the proxy seems to serve another client; stable_session: seconds a session must
-        last before the reconnect backoff starts again from its first delay."""
+        last before the reconnect backoff starts again from its first delay; config_key:
+        the proxy's entry in the config (``bluetooth.esphome_proxies[0]``), named when
+        the proxy refuses its key or password."""
         # aioesphomeapi warns of every lost connection itself; this transport says each
         # failure once, translated (STYLE 9), so the library's own lines would repeat it
         logging.getLogger("aioesphomeapi").setLevel(logging.ERROR)
@@ -89,6 +97,7 @@ class EsphomeTransport:
         self.keepalive = keepalive
         self.advert_silence = advert_silence
         self.stable_session = stable_session
+        self.config_key = config_key
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._session: ProxySession | None = None
@@ -96,6 +105,8 @@ class EsphomeTransport:
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt is over
         self._heard = HeardTable()
+        self._hearing: dict[str, asyncio.Event] = {}  # addresses a connect waits to hear
+        self._session_began = 0.0  # loop time the current session began
         self._queues: set[asyncio.Queue[Advertisement]] = set()
         self._links: set[EsphomeLink] = set()
         self._pending = 0  # connections asked for that the proxy has not counted yet
@@ -170,39 +181,57 @@ class EsphomeTransport:
         assert self._session is not None
         return self._session.info
 
+    async def wait_tried(self, timeout: float) -> bool:
+        """Wait (at most timeout seconds) until the first connection attempt is over,
+        whatever its outcome; True if it is. Start-up waits for this, so that the first
+        visits find a proxy that answers at once already connected."""
+        await self.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._tried.wait()
+        return self._tried.is_set()
+
+    @property
+    def tried(self) -> bool:
+        """The first connection attempt is over (the proxy is up, or failed once)."""
+        return self._tried.is_set()
+
     def _away(self) -> TransportError:
         if self.last_error is not None:
             return self.last_error
-        return AdapterNotReadyError(f"proxy {self.proxy.label}: not connected yet")
+        return RadioStartingError(f"proxy {self.proxy.label}: still connecting")
 
     # --- the session loop ------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Connect, serve, reconnect with backoff. Each kind of failure is said once per
+        run of failures (STYLE 9), and the recovery once at INFO: at once when the proxy
+        answers again, or once a session holds when the sessions kept ending."""
         attempt = 0
-        failing = False
+        said: set[str] = set()  # the failure kinds said in this run of failures
+        flapping = False  # the last session ended before it held
         loop = asyncio.get_running_loop()
         while True:
             try:
                 session = await open_session(self.proxy, keepalive=self.keepalive,
-                                             timeout=self.api_timeout)
+                                             timeout=self.api_timeout,
+                                             config_key=self.config_key)
             except TransportError as exc:
                 self.last_error = exc
                 self._tried.set()
-                if not failing:
-                    _LOGGER.warning("proxy %s: %s; retrying with backoff",
-                                    self.proxy.label, exc)
-                failing = True
+                kind = failure_kind(exc)
+                if kind not in said:
+                    said.add(kind)
+                    _LOGGER.warning("%s; retrying with backoff", exc)
             else:
-                if failing and attempt < 2:  # a flapping proxy is not "connected again"
-                    _LOGGER.info("proxy %s: connected again", self.proxy.label)
-                failing = False
-                began = loop.time()
-                held = None if attempt < 2 else loop.call_later(
+                began = self._session_began = loop.time()
+                held = None if not flapping else loop.call_later(
                     self.stable_session, _LOGGER.info,
                     "proxy %s: a session holds again", self.proxy.label)
                 try:
-                    await self._serve(session, quiet=attempt >= 2)
+                    await self._serve(session, quiet=flapping, again=bool(said))
                 finally:
+                    self._tried.set()
                     if held is not None:
                         held.cancel()
                 # only a session that held resets the backoff: a proxy that drops every
@@ -210,26 +239,30 @@ class EsphomeTransport:
                 stable = loop.time() - began >= self.stable_session
                 if stable:
                     attempt = 0
+                    said.clear()
+                flapping = not stable
                 if session.error is not None:
                     self.last_error = translate(session.error, f"proxy {self.proxy.label}",
-                                                "the API session")
+                                                "the API session", config_key=self.config_key)
                 else:
                     self.last_error = AdapterNotReadyError(
                         f"proxy {self.proxy.label}: the API session ended")
-                if stable or attempt == 0:
-                    _LOGGER.warning("proxy %s: session ended (%s); reconnecting",
-                                    self.proxy.label, self.last_error)
-                elif attempt == 1:
-                    _LOGGER.warning("proxy %s: sessions end as soon as they begin (%s); "
-                                    "retrying with backoff", self.proxy.label,
-                                    self.last_error)
-                failing = True
+                kind = "ended" if stable or attempt == 0 else "flapping"
+                if kind not in said:
+                    said.add(kind)
+                    if kind == "ended":
+                        _LOGGER.warning("%s; reconnecting", self.last_error)
+                    else:
+                        _LOGGER.warning("%s, as every session does as soon as it begins; "
+                                        "retrying with backoff", self.last_error)
             await asyncio.sleep(retry_delay(attempt, self._backoff, self._rng))
             attempt += 1
 
-    async def _serve(self, session: ProxySession, *, quiet: bool = False) -> None:
+    async def _serve(self, session: ProxySession, *, quiet: bool = False,
+                     again: bool = False) -> None:
         """Serve one session until it ends; quiet: the "connected" line at debug (the
-        proxy drops every session at once, and the log said so)."""
+        proxy drops every session at once, and the log said so); again: it says
+        "connected again" (after failures the log said)."""
         client = session.client
         try:
             if session.info.connectable:
@@ -250,8 +283,9 @@ class EsphomeTransport:
         self._ready.set()
         self._tried.set()
         _LOGGER.log(logging.DEBUG if quiet else logging.INFO,
-                    "proxy %s: %s (ESPHome %s) connected%s", self.proxy.label,
+                    "proxy %s: %s (ESPHome %s) connected%s%s", self.proxy.label,
                     session.info.name, session.info.esphome_version,
+                    " again" if again else "",
                     "" if session.info.connectable
                     else "; passive: it cannot connect to devices")
         silence = asyncio.get_running_loop().call_later(
@@ -288,6 +322,9 @@ class EsphomeTransport:
                 _LOGGER.debug("proxy %s: %s", self.proxy.label, exc)
                 continue
             self._heard.note(adv.address, Heard(raw.rssi, raw.address_type, now))
+            waiting = self._hearing.pop(adv.address, None)
+            if waiting is not None:
+                waiting.set()
             for queue in self._queues:
                 try:
                     queue.put_nowait(adv)
@@ -341,13 +378,15 @@ class EsphomeTransport:
         session = self._session
         where = f"{address} via proxy {self.proxy.label}"
         if session is None or not self.available:
-            raise AdapterNotReadyError(f"{where}: the proxy is not connected "
-                                       f"({self._away()})")
+            if not self._tried.is_set():
+                raise RadioStartingError(f"{where}: the proxy is still connecting")
+            why = failure_kind(self.last_error) if self.last_error else "not connected"
+            raise AdapterNotReadyError(f"{where}: the proxy is not connected ({why})")
         if not session.info.connectable:
             raise AdapterNotReadyError(
                 f"{where}: the proxy only listens; set `bluetooth_proxy: active: true` in "
                 "its YAML to let it connect")
-        heard = self._heard.get(address)
+        heard = self._heard.get(address) or await self._first_hearing(address, timeout)
         if heard is None:
             raise DeviceNotFoundError(f"{where}: the proxy has not heard this device")
         if self.connections_free < 1:
@@ -366,6 +405,19 @@ class EsphomeTransport:
         finally:
             self._links.discard(link)
             await asyncio.shield(link.close())
+
+    async def _first_hearing(self, address: str, timeout: float) -> Heard | None:
+        """A session that began less than FIRST_HEARING s ago: wait for the device's
+        first advertisement until then (at most timeout); None if it was not heard."""
+        left = min(timeout, self._session_began + FIRST_HEARING
+                   - asyncio.get_running_loop().time())
+        if left <= 0:
+            return None
+        event = self._hearing.setdefault(address, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(left):
+                await event.wait()
+        return self._heard.get(address)
 
     async def _establish(self, session: ProxySession, link: EsphomeLink, heard: Heard,
                          timeout: float) -> None:

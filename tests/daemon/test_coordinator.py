@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -12,12 +13,18 @@ import pytest
 
 from battery_hawk.config import DeviceConfig
 from battery_hawk.coordinator import AUTO_REFRESH, DeviceCoordinator, offline_after
-from battery_hawk.errors import AdapterNotReadyError, BluetoothUnavailableError, TransportError
+from battery_hawk.errors import (
+    AdapterNotReadyError,
+    BluetoothUnavailableError,
+    RadioStartingError,
+    TransportError,
+)
 from battery_hawk.models import Advertisement, DeviceInfo, DeviceReading, Reading
 from battery_hawk.protocols import get_driver
 from battery_hawk.simulator import frames
 from battery_hawk.simulator.devices import SimLink, SimTransport
 from battery_hawk.storage import SeqStore
+from tests.support.brokers import wait_until
 
 
 class Clock:
@@ -161,6 +168,32 @@ async def test_a_radio_away_does_not_open_the_devices_breaker(
     away.error = None  # the radio is back: the very next poll reads
     clock.now += 10
     assert await coordinator.poll_once() is not None
+
+
+@pytest.mark.parametrize("error", [RadioStartingError("proxy 10.0.0.5:6053: still connecting"),
+                                   AdapterNotReadyError("proxy 10.0.0.5:6053: not connected")])
+async def test_a_visit_that_found_no_radio_ready_is_tried_again_soon(
+    tmp_path: Path, error: TransportError, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()  # stands still: every wait of the loop is its poll-interval schedule
+    away = AwayRadio(SimTransport.with_fleet(5, clock=clock), error)
+    device = next(d for d in away.devices.values() if d.family == "bm6")
+    config = DeviceConfig(address=device.address, type="bm6", name="Test", poll_interval=3600)
+    sink = RecordingSink()
+    coordinator = DeviceCoordinator(config, get_driver("bm6")(None), away, sink,
+                                    SeqStore(tmp_path), connect_timeout=2.0, clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(coordinator.run(stop))
+    try:
+        await wait_until(lambda: coordinator.status.last_error is not None, timeout=5)
+        away.error = None  # the radio is up: read within seconds, not an hour later
+        await wait_until(lambda: sink.readings, timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    starting = isinstance(error, RadioStartingError)
+    # a radio still coming up is no failure: nothing counted, nothing said
+    assert (len(sink.errors), bool(caplog.records)) == ((0, False) if starting else (1, True))
 
 
 async def test_seq_continues_after_restart(tmp_path: Path) -> None:

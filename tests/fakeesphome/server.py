@@ -120,6 +120,7 @@ class FakeEsphomeProxy:
         advert_interval: float = 0.2,
         features: int = FEATURES,
         esphome_version: str = "2025.11.0",
+        hello_delay: float = 0.0,
     ) -> None:
         self.devices: dict[str, SimDevice] = {d.address.upper(): d for d in devices}
         self.name = name
@@ -131,6 +132,7 @@ class FakeEsphomeProxy:
         self.advert_interval = advert_interval
         self.features = features
         self.esphome_version = esphome_version
+        self.hello_delay = hello_delay  # s before hello is answered (a slow Wi-Fi link)
         # what this proxy hears of a device (default: the device's rssi; None: not at all)
         self.rssi: dict[str, int | None] = {}
         self.hung = False
@@ -239,6 +241,7 @@ class FakeEsphomeProxy:
     async def _handle(self, client: _Client, message: Any) -> None:
         kind = type(message).__name__
         if kind == "HelloRequest":
+            await asyncio.sleep(self.hello_delay)
             self.sessions += 1
             client.send(pb.HelloResponse(api_version_major=API_VERSION[0],
                                          api_version_minor=API_VERSION[1],

@@ -22,6 +22,7 @@ from battery_hawk.errors import (
     BluetoothUnavailableError,
     DeviceNotFoundError,
     OutOfSlotsError,
+    RadioStartingError,
     TransportError,
 )
 from battery_hawk.models import Advertisement
@@ -378,3 +379,24 @@ async def test_the_last_radio_dropped_says_its_devices_wait(
     with pytest.raises(BluetoothUnavailableError, match="no Bluetooth radio"):
         async with radios.connect(A):
             pass
+
+
+async def test_a_radio_still_coming_up_is_passed_over_without_a_drop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "battery_hawk.ble.radios")
+    proxy, hci0 = FakeRadio("esphome:p"), FakeRadio("hci0")
+    radios = radio_set(proxy, hci0)
+    proxy.fail = RadioStartingError("proxy p: still connecting")
+    async with radios.connect(A) as link:
+        assert await link.read("x") == b"hci0"
+    assert radios.failing("esphome:p") is None
+    hci0.fail = DeviceNotFoundError("not here")
+    # the radio coming up may yet reach it: that is what the caller hears
+    with pytest.raises(RadioStartingError):
+        async with radios.connect(B):
+            pass
+    proxy.fail = None  # up: used at once, and it never was "back"
+    async with radios.connect(B) as link:
+        assert await link.read("x") == b"esphome:p"
+    assert caplog.records == []

@@ -1,0 +1,185 @@
+"""`battery-hawk run` with an ESPHome proxy from its first moments: the first reading
+through the proxy comes at start-up, not a poll interval later, and a proxy that is still
+connecting is not reported dropped; a proxy that is away never holds up the local
+adapter's devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import yaml
+
+from battery_hawk.models import BatteryState, Reading
+from tests.e2e.test_daemon_run import _get, write_config
+from tests.e2e.test_esphome_proxy import collect, device_id, readings
+from tests.esphome.conftest import KEY, OTHER_KEY
+from tests.fakebluez.controller import FakeBlueZ
+from tests.fakeesphome.devices import bm6
+from tests.fakeesphome.server import FakeEsphomeProxy
+from tests.support.brokers import Mosquitto, Subscriber, free_port, wait_until
+
+REMOTE = "5A:00:00:00:00:01"  # heard only by the proxy
+LOCAL = "5A:00:00:00:00:04"  # heard only by the Pi
+READING = Reading(voltage=12.61, soc=71.0, temperature=18.0, state=BatteryState.NORMAL)
+POLL = 600  # s: a first reading that waited for the second visit would never come here
+WAIT = 40.0
+
+
+async def run_daemon(config: Path, fake_bluez: FakeBlueZ, log: deque[str]
+                     ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "battery_hawk", "run", "-c", str(config),
+        env=fake_bluez.env(dict(os.environ)), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    return proc, asyncio.create_task(collect(proc.stderr, log), name="daemon-log")
+
+
+async def stop_daemon(proc: asyncio.subprocess.Process, drain: asyncio.Task[None],
+                      log: deque[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        await proc.wait()
+        await drain
+    assert proc.returncode == 0, "\n".join(log)
+
+
+async def visit_failed(http_port: int, device: str) -> bool:
+    """The device's last visit failed, as /api/devices says."""
+    data = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/api/devices"))
+    found = data["devices"] if isinstance(data, dict) else data
+    return any(d["device_id"] == device and d["errors"]["transport"] for d in found)
+
+
+async def wait_until_async(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - the daemon's state, over HTTP
+            await asyncio.sleep(0.2)
+
+
+def with_proxy(config: Path, port: int, *, local: bool = True) -> None:
+    data = yaml.safe_load(config.read_text())
+    if not local:  # a machine without an adapter of its own: the proxy is the only radio
+        del data["bluetooth"]["adapter"]
+    data["bluetooth"]["esphome_proxies"] = [
+        {"host": "127.0.0.1", "port": port, "encryption_key": KEY}]
+    config.write_text(yaml.safe_dump(data))
+
+
+async def test_the_first_reading_through_a_proxy_comes_at_start_without_a_drop_warning(
+    tmp_path: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto
+) -> None:
+    # a proxy over Wi-Fi answers within a second, after the device loops have started
+    proxy = FakeEsphomeProxy([bm6(REMOTE, READING, rssi=-60)], encryption_key=KEY,
+                             hello_delay=1.0)
+    await proxy.start()
+    config = write_config(tmp_path, mosquitto.port, free_port(), [
+        {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": POLL, "mode": "poll"}])
+    with_proxy(config, proxy.port, local=False)
+    fake_bluez.remove_adapter("hci0")
+    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
+    await sub.start()
+    log: deque[str] = deque(maxlen=400)
+    proc, drain = await run_daemon(config, fake_bluez, log)
+    try:
+        await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 1, timeout=WAIT)
+        assert proxy.connects[REMOTE] == 1
+        await stop_daemon(proc, drain, log)
+        warnings = [line for line in log if "WARNING" in line]
+        assert not [line for line in warnings if "dropped" in line or "esphome" in line], \
+            warnings
+    except BaseException:
+        print("\n".join(log))
+        raise
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        drain.cancel()
+        await sub.stop()
+        await proxy.kill()
+
+
+async def test_a_proxy_that_is_away_at_start_holds_up_no_local_device(
+    tmp_path: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto
+) -> None:
+    fake_bluez.add_bm6(LOCAL, READING, rssi=-50)
+    proxy = FakeEsphomeProxy([bm6(REMOTE, READING, rssi=-60)], encryption_key=KEY)
+    await proxy.start()
+    await proxy.kill()  # its port is known, nobody listens on it
+    http_port = free_port()
+    config = write_config(tmp_path, mosquitto.port, http_port, [
+        {"address": LOCAL, "type": "bm6", "name": "Garage", "poll_interval": POLL, "mode": "poll"},
+        {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": POLL, "mode": "poll"}])
+    with_proxy(config, proxy.port)
+    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
+    await sub.start()
+    log: deque[str] = deque(maxlen=400)
+    proc, drain = await run_daemon(config, fake_bluez, log)
+    try:
+        await wait_until(lambda: readings(sub)[device_id(LOCAL)] >= 1, timeout=WAIT)
+        # the proxy comes after the first visit of its device failed: the device is read
+        # soon after, not a poll interval later
+        await wait_until_async(lambda: visit_failed(http_port, device_id(REMOTE)),
+                               timeout=WAIT)
+        await proxy.start()
+        await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 1, timeout=WAIT)
+        await stop_daemon(proc, drain, log)
+    except BaseException:
+        print("\n".join(log))
+        raise
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        drain.cancel()
+        await sub.stop()
+        await proxy.kill()
+
+
+async def test_a_refused_key_is_said_once_naming_the_proxys_entry(
+    tmp_path: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto
+) -> None:
+    good = FakeEsphomeProxy([bm6(REMOTE, READING, rssi=-60)], encryption_key=KEY)
+    bad = FakeEsphomeProxy(encryption_key=KEY)
+    await good.start()
+    await bad.start()
+    config = write_config(tmp_path, mosquitto.port, free_port(), [
+        {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": 1,
+         "mode": "poll"}])
+    data = yaml.safe_load(config.read_text())
+    data["bluetooth"]["esphome_proxies"] = [
+        {"host": "127.0.0.1", "port": good.port, "encryption_key": KEY},
+        {"host": "127.0.0.1", "port": bad.port, "encryption_key": OTHER_KEY}]
+    config.write_text(yaml.safe_dump(data))
+    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
+    await sub.start()
+    log: deque[str] = deque(maxlen=400)
+    proc, drain = await run_daemon(config, fake_bluez, log)
+    try:
+        await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 3, timeout=WAIT)
+        await wait_until(lambda: bad.refused_keys >= 3, timeout=WAIT)  # retried meanwhile
+        await stop_daemon(proc, drain, log)
+        named = [line for line in log if "encryption_key" in line]
+        assert len(named) == 1 and "bluetooth.esphome_proxies[1].encryption_key" in named[0], \
+            named
+        label = f"127.0.0.1:{bad.port}"
+        assert not [line for line in log if f"proxy {label}: proxy {label}" in line]
+    except BaseException:
+        print("\n".join(log))
+        raise
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        drain.cancel()
+        await sub.stop()
+        await good.kill()
+        await bad.kill()
