@@ -655,6 +655,8 @@ class App:
             return
         server = HttpServer(http.listen, http.port, self.metrics, self.status,
                             admin_token=http.admin_token)
+        server.add_route("GET", "/api/radios", self.status.radios)
+        self.metrics.bind_proxies(self.status.proxy_figures)
         server.add_route("POST", "/api/devices/{device_id}/reset-breaker",
                          self.status.reset_breaker,
                          admin=True)

@@ -1,4 +1,5 @@
-"""What the HTTP server asks of the running daemon: /health, /api/devices, admin actions."""
+"""What the HTTP server asks of the running daemon: /health, /api/devices, /api/radios,
+admin actions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from battery_hawk import __version__
 from battery_hawk.coordinator import offline_after
 from battery_hawk.http import DeviceStatus as HttpDeviceStatus
-from battery_hawk.http import HealthSnapshot
+from battery_hawk.http import HealthSnapshot, RadioStatus, radios_document
 from battery_hawk.http.routes import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -59,7 +60,33 @@ class DaemonStatus:
             version=__version__,
             mqtt_down_s=self.mqtt_down_for(),
             mqtt_grace_s=app.config.http.health_mqtt_grace,
+            proxies={p.proxy.label: p.available for p in app.proxies},
         )
+
+    def proxy_figures(self) -> list[tuple[str, bool, int, int]]:
+        """Per ESPHome proxy: host:port, connected, free slots, slot limit (for /metrics)."""
+        return [(s.label, s.connected, s.slots_free, s.slots_limit)
+                for s in (p.status() for p in self._app.proxies)]
+
+    def radios(self, _request: Request) -> Response:
+        """GET /api/radios: every radio, and of each ESPHome proxy its state."""
+        app = self._app
+        proxies = {p.name: p.status() for p in app.proxies}
+        found = []
+        for name in app.radios.names if app.radios is not None else ():
+            failing = app.radios.failing(name) if app.radios is not None else None
+            proxy = proxies.get(name)
+            if proxy is None:
+                found.append(RadioStatus(name, "adapter", connected=failing is None,
+                                         failing=failing))
+                continue
+            found.append(RadioStatus(
+                name, "esphome", connected=proxy.connected, failing=failing,
+                proxy=proxy.label, proxy_name=proxy.name,
+                esphome_version=proxy.esphome_version, slots_free=proxy.slots_free,
+                slots_limit=proxy.slots_limit, last_error=proxy.last_error,
+                sessions=proxy.sessions))
+        return json_response(radios_document(found))
 
     def devices(self) -> list[HttpDeviceStatus]:
         app = self._app

@@ -19,7 +19,7 @@ from battery_hawk.config import EsphomeProxyConfig
 from battery_hawk.errors import AdapterNotReadyError
 from battery_hawk.esphome._errors import API_FAILURES, translate
 
-__all__ = ["ProxyInfo", "ProxySession", "feature_problem", "open_session"]
+__all__ = ["ProxyInfo", "ProxySession", "ProxyStatus", "feature_problem", "open_session"]
 
 CLIENT_INFO = "battery-hawk"
 _NEEDED_FOR_CONNECTIONS = (BluetoothProxyFeature.ACTIVE_CONNECTIONS
@@ -39,6 +39,22 @@ class ProxyInfo:
     def connectable(self) -> bool:
         return self.feature_flags & _NEEDED_FOR_CONNECTIONS == _NEEDED_FOR_CONNECTIONS
 
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStatus:
+    """One proxy as /api/radios and /metrics show it: connected or not, who it is (None
+    until its first session), its free and total connection slots (0 while away), the
+    last error (None if it never failed) and how many sessions it has had."""
+
+    label: str  # host:port
+    connected: bool
+    name: str | None
+    esphome_version: str | None
+    slots_free: int
+    slots_limit: int
+    last_error: str | None
+    sessions: int
 
 
 class ProxySession:

@@ -38,11 +38,11 @@ from battery_hawk.esphome._errors import API_FAILURES, failure_kind, translate
 from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.esphome.link import EsphomeLink
-from battery_hawk.esphome.session import ProxyInfo, ProxySession, open_session
+from battery_hawk.esphome.session import ProxyInfo, ProxySession, ProxyStatus, open_session
 from battery_hawk.models import Advertisement
 from battery_hawk.mqtt.backoff import ReconnectionConfig, retry_delay
 
-__all__ = ["EsphomeTransport", "ProxyInfo"]
+__all__ = ["EsphomeTransport", "ProxyInfo", "ProxyStatus"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class EsphomeTransport:
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._session: ProxySession | None = None
+        self._info: ProxyInfo | None = None  # who the proxy said it was, last session
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt is over
@@ -158,6 +159,18 @@ class EsphomeTransport:
     def connections_limit(self) -> int:
         return self._session.limit if self._session is not None else 0
 
+    def status(self) -> ProxyStatus:
+        """What /api/radios and /metrics show of this proxy now."""
+        info = self._info
+        return ProxyStatus(
+            label=self.proxy.label, connected=self.available,
+            name=info.name if info else None,
+            esphome_version=info.esphome_version if info else None,
+            slots_free=self.connections_free,
+            slots_limit=self.connections_limit if self.available else 0,
+            last_error=str(self.last_error) if self.last_error is not None else None,
+            sessions=self.sessions)
+
     def rssi(self, address: str) -> int | None:
         """The RSSI (dBm) of the latest advertisement of address this proxy heard."""
         heard = self._heard.get(address.upper())
@@ -189,11 +202,6 @@ class EsphomeTransport:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._tried.wait()
-        return self._tried.is_set()
-
-    @property
-    def tried(self) -> bool:
-        """The first connection attempt is over (the proxy is up, or failed once)."""
         return self._tried.is_set()
 
     def _away(self) -> TransportError:
@@ -278,7 +286,7 @@ class EsphomeTransport:
             client.force_disconnect()
             session.failures.append(exc if isinstance(exc, Exception) else RuntimeError(exc))
             return
-        self._session = session
+        self._session, self._info = session, session.info
         self.sessions += 1
         self._ready.set()
         self._tried.set()

@@ -6,9 +6,11 @@ from battery_hawk.http.status import (
     DeviceStatus,
     HealthSnapshot,
     Overall,
+    RadioStatus,
     StatusProvider,
     device_document,
     health_document,
+    radios_document,
 )
 
 __all__ = [
@@ -18,7 +20,9 @@ __all__ = [
     "Metrics",
     "MqttStatsSource",
     "Overall",
+    "RadioStatus",
     "StatusProvider",
     "device_document",
     "health_document",
+    "radios_document",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
-__all__ = ["MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource"]
+__all__ = ["MQTT_STATES", "CodeCountSource", "Metrics", "MqttStatsSource", "ProxySource"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ MQTT_STATES: Final = (
 )
 CodeCountSource = Callable[[], Mapping[str, Mapping[str, int]]]
 """Returns, per device id, how many codes its decoder did not know, per field."""
+ProxySource = Callable[[], Iterable[tuple[str, bool, int, int]]]
+"""Returns, per ESPHome proxy: its host:port, whether it is connected, its free connection
+slots and their limit (both 0 while it is away)."""
 
 _STATE_KEYS: Final = ("connection_state", "state")
 _COUNTER_KEYS: Final = frozenset(
@@ -163,6 +166,7 @@ class Metrics:
         self._mqtt = _MqttCollector()
         self._mqtt.source = mqtt_stats
         self._codes = _CodeCollector()
+        self._proxies = _ProxyCollector()
         self._process = process
         self._registry: CollectorRegistry | None = None
         if registry is not None:
@@ -189,7 +193,7 @@ class Metrics:
     def _fill(self, registry: CollectorRegistry) -> None:
         self._registry = registry
         for collector in (self._devices, _BuildInfo(), self._recoveries, self._radio_reads,
-                          self._mqtt, self._codes):
+                          self._mqtt, self._codes, self._proxies):
             registry.register(collector)
         if self._process:
             self._add_process_collectors(registry)
@@ -211,6 +215,10 @@ class Metrics:
     def bind_unknown_codes(self, source: CodeCountSource | None) -> None:
         """Read the decoders' unknown-code counts from `source` at every scrape."""
         self._codes.source = source
+
+    def bind_proxies(self, source: ProxySource | None) -> None:
+        """Read the ESPHome proxies' state from `source` at every scrape."""
+        self._proxies.source = source
 
     def add_device(self, device: DeviceInfo) -> None:
         """Make a device's counters and online gauge exist (at 0) before its first reading."""
@@ -298,6 +306,40 @@ class _RadioReadsCollector:
         for adapter, count in sorted(self.counts.items()):
             family.add_metric([adapter], float(count))
         yield family
+
+
+class _ProxyCollector:
+    """ESPHome proxies: connected or not, free and total connection slots, at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: ProxySource | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.source is None:
+            return
+        try:
+            proxies = sorted(self.source())
+        except Exception:  # a scrape must not fail because of one source
+            _LOG.debug("proxy source failed", exc_info=True)
+            return
+        if not proxies:
+            return
+        connected = GaugeMetricFamily("battery_hawk_esphome_proxy_connected",
+                                      "1 while an API session with the ESPHome proxy is up",
+                                      labels=["proxy"])
+        free = GaugeMetricFamily("battery_hawk_esphome_proxy_slots_free",
+                                 "Connection slots the ESPHome proxy has free (0 while away)",
+                                 labels=["proxy"])
+        limit = GaugeMetricFamily("battery_hawk_esphome_proxy_slots_limit",
+                                  "Connection slots the ESPHome proxy has in all (0 while away)",
+                                  labels=["proxy"])
+        for label, up, slots_free, slots_limit in proxies:
+            connected.add_metric([label], 1.0 if up else 0.0)
+            free.add_metric([label], float(slots_free))
+            limit.add_metric([label], float(slots_limit))
+        yield from (connected, free, limit)
 
 
 class _BuildInfo:

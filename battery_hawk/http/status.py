@@ -16,10 +16,12 @@ __all__ = [
     "DeviceStatus",
     "HealthSnapshot",
     "Overall",
+    "RadioStatus",
     "StatusProvider",
     "checks",
     "device_document",
     "health_document",
+    "radios_document",
 ]
 
 # MQTT states that are not a fault: connected, or MQTT switched off in the config.
@@ -77,6 +79,29 @@ class HealthSnapshot:
     version: str | None = None
     mqtt_down_s: float | None = None  # seconds MQTT has not been connected (None: it is)
     mqtt_grace_s: float = 120.0  # how long MQTT may be down before health fails
+    proxies: Mapping[str, bool] = field(default_factory=dict)  # ESPHome proxy -> connected
+
+
+@dataclass(frozen=True, slots=True)
+class RadioStatus:
+    """One radio (a local adapter, an ESPHome proxy) as /api/radios shows it.
+
+    failing: why the daemon stopped reading through it, or None; connected: a proxy's API
+    session is up (an adapter: not failing). The proxy_* fields and slots are None for an
+    adapter; name and version are None until the proxy's first session.
+    """
+
+    name: str  # hci0, esphome:HOST:PORT: as readings and /api/devices call it
+    kind: str  # adapter, esphome
+    connected: bool
+    failing: str | None = None
+    proxy: str | None = None  # HOST:PORT
+    proxy_name: str | None = None
+    esphome_version: str | None = None
+    slots_free: int | None = None
+    slots_limit: int | None = None
+    last_error: str | None = None
+    sessions: int | None = None
 
 
 class StatusProvider(Protocol):
@@ -118,10 +143,12 @@ def checks(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> dict[str,
 
 
 def overall(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> Overall:
-    """failing if a health check fails; degraded if MQTT is down or a device is offline."""
+    """failing if a health check fails; degraded if MQTT is down, a device is offline or
+    an ESPHome proxy is not connected."""
     if not all(c["ok"] for c in checks(health, devices).values()):
         return Overall.FAILING
-    if health.mqtt_state.lower() not in _MQTT_FINE or not all(d.online for d in devices):
+    if (health.mqtt_state.lower() not in _MQTT_FINE or not all(d.online for d in devices)
+            or not all(health.proxies.values())):
         return Overall.DEGRADED
     return Overall.OK
 
@@ -129,11 +156,12 @@ def overall(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> Overall:
 def health_document(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> dict[str, object]:
     """The /health body; the server answers 503 when status is failing.
 
-    ``failing`` names the checks that failed (loops, mqtt, devices); ``checks`` has each.
+    ``failing`` names the checks that failed (loops, mqtt, devices); ``checks`` has each;
+    ``proxies`` is there when ESPHome proxies are configured.
     """
     online = sum(1 for d in devices if d.online)
     found = checks(health, devices)
-    return {
+    doc: dict[str, object] = {
         "status": str(overall(health, devices)),
         "failing": [name for name, check in found.items() if not check["ok"]],
         "checks": found,
@@ -143,6 +171,26 @@ def health_document(health: HealthSnapshot, devices: Sequence[DeviceStatus]) -> 
         "loops": dict(health.loops),
         "version": health.version,
     }
+    if health.proxies:  # ESPHome proxies configured: how many are connected, who is away
+        doc["proxies"] = {"connected": sum(health.proxies.values()),
+                          "total": len(health.proxies),
+                          "away": sorted(p for p, up in health.proxies.items() if not up)}
+    return doc
+
+
+def radios_document(radios: Sequence[RadioStatus]) -> dict[str, object]:
+    """The /api/radios body: ``{"radios": [...]}``, one entry per radio."""
+    entries: list[dict[str, object]] = []
+    for r in radios:
+        entry: dict[str, object] = {"name": r.name, "kind": r.kind, "connected": r.connected,
+                                    "failing": r.failing}
+        if r.kind == "esphome":
+            entry.update(proxy=r.proxy, proxy_name=r.proxy_name,
+                         esphome_version=r.esphome_version,
+                         slots={"free": r.slots_free, "limit": r.slots_limit},
+                         last_error=r.last_error, sessions=r.sessions)
+        entries.append(entry)
+    return {"radios": entries}
 
 
 def device_document(status: DeviceStatus) -> dict[str, object]:

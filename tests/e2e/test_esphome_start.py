@@ -51,6 +51,15 @@ async def stop_daemon(proc: asyncio.subprocess.Process, drain: asyncio.Task[None
     assert proc.returncode == 0, "\n".join(log)
 
 
+async def get_json(http_port: int, path: str) -> object:
+    return json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}{path}"))
+
+
+async def proxy_away(http_port: int) -> bool:
+    radios = await get_json(http_port, "/api/radios")
+    return not radios["radios"][0]["connected"]  # type: ignore[index]
+
+
 async def visit_failed(http_port: int, device: str) -> bool:
     """The device's last visit failed, as /api/devices says."""
     data = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/api/devices"))
@@ -78,9 +87,10 @@ async def test_the_first_reading_through_a_proxy_comes_at_start_without_a_drop_w
 ) -> None:
     # a proxy over Wi-Fi answers within a second, after the device loops have started
     proxy = FakeEsphomeProxy([bm6(REMOTE, READING, rssi=-60)], encryption_key=KEY,
-                             hello_delay=1.0)
+                             hello_delay=1.0, slots=4)
     await proxy.start()
-    config = write_config(tmp_path, mosquitto.port, free_port(), [
+    http_port = free_port()
+    config = write_config(tmp_path, mosquitto.port, http_port, [
         {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": POLL, "mode": "poll"}])
     with_proxy(config, proxy.port, local=False)
     fake_bluez.remove_adapter("hci0")
@@ -91,10 +101,37 @@ async def test_the_first_reading_through_a_proxy_comes_at_start_without_a_drop_w
     try:
         await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 1, timeout=WAIT)
         assert proxy.connects[REMOTE] == 1
-        await stop_daemon(proc, drain, log)
         warnings = [line for line in log if "WARNING" in line]
         assert not [line for line in warnings if "dropped" in line or "esphome" in line], \
             warnings
+        # which radio read it, and how the proxy is, as the HTTP API and metrics say
+        name, label = f"esphome:127.0.0.1:{proxy.port}", f"127.0.0.1:{proxy.port}"
+        devices = await get_json(http_port, "/api/devices")
+        assert [d["radio"] for d in devices] == [name]  # type: ignore[index]
+        radios = (await get_json(http_port, "/api/radios"))["radios"]  # type: ignore[index]
+        assert radios[0] == {  # the local adapter's stand-in follows it
+            "name": name, "kind": "esphome", "connected": True, "failing": None,
+            "proxy": label, "proxy_name": "fake-proxy", "esphome_version": "2025.11.0",
+            "slots": {"free": 4, "limit": 4}, "last_error": None, "sessions": 1}
+        metrics = (await asyncio.to_thread(
+            _get, f"http://127.0.0.1:{http_port}/metrics")).decode()
+        assert f'battery_hawk_esphome_proxy_connected{{proxy="{label}"}} 1.0' in metrics
+        assert f'battery_hawk_esphome_proxy_slots_free{{proxy="{label}"}} 4.0' in metrics
+        health = await get_json(http_port, "/health")
+        assert health["proxies"] == {"connected": 1, "total": 1, "away": []}  # type: ignore[index]
+        # the proxy goes away: every view says so, and why
+        await proxy.kill()
+        await wait_until_async(lambda: proxy_away(http_port), timeout=WAIT)
+        radio = (await get_json(http_port, "/api/radios"))["radios"][0]  # type: ignore[index]
+        assert (radio["connected"], radio["slots"]) == (False, {"free": 0, "limit": 0})
+        assert "the API session" in radio["last_error"]
+        metrics = (await asyncio.to_thread(
+            _get, f"http://127.0.0.1:{http_port}/metrics")).decode()
+        assert f'battery_hawk_esphome_proxy_connected{{proxy="{label}"}} 0.0' in metrics
+        health = await get_json(http_port, "/health")
+        assert (health["status"], health["proxies"]) == (  # type: ignore[index]
+            "degraded", {"connected": 0, "total": 1, "away": [label]})
+        await stop_daemon(proc, drain, log)
     except BaseException:
         print("\n".join(log))
         raise
