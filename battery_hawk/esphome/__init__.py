@@ -1,7 +1,8 @@
 """ESPHome Bluetooth proxies as radios: the only package that imports aioesphomeapi.
 
 EsphomeTransport (transport.py) fulfils battery_hawk.ble.link.Transport for one proxy;
-adverts.py and gatt.py are pure; radios.py adds proxies to a RadioSet; command.py is
+adverts.py and gatt.py are pure; listening.py hands what a proxy hears to its listeners;
+radios.py adds proxies to a RadioSet; command.py is
 `battery-hawk scan --esphome`. aioesphomeapi is imported on first use of these names,
 not with the package (the command line parses `--esphome` without it).
 """

@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aioesphomeapi.ble_defs import ESP_CONNECTION_ERROR_DESCRIPTION
@@ -28,16 +27,16 @@ from battery_hawk.config import EsphomeProxyConfig
 from battery_hawk.errors import (
     AdapterNotReadyError,
     ConnectTimeoutError,
-    DecodeError,
     DeviceNotFoundError,
     OutOfSlotsError,
     RadioStartingError,
     TransportError,
 )
 from battery_hawk.esphome._errors import API_FAILURES, failure_kind, translate
-from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
+from battery_hawk.esphome.adverts import Heard
 from battery_hawk.esphome.gatt import GattTable
 from battery_hawk.esphome.link import EsphomeLink
+from battery_hawk.esphome.listening import Listening
 from battery_hawk.esphome.session import ProxyInfo, ProxySession, ProxyStatus, open_session
 from battery_hawk.models import Advertisement
 from battery_hawk.mqtt.backoff import ReconnectionConfig, retry_delay
@@ -46,7 +45,6 @@ __all__ = ["EsphomeTransport", "ProxyInfo", "ProxyStatus"]
 
 _LOGGER = logging.getLogger(__name__)
 
-ADVERT_QUEUE_SIZE = 256
 # An ESPHome proxy forwards advertisements to one API client only (bluetooth_proxy.cpp,
 # subscribe_api_connection: "Only one API subscription is allowed at a time"); a proxy
 # that Home Assistant uses stays silent for us. Said once a session after this long.
@@ -105,15 +103,12 @@ class EsphomeTransport:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt is over
-        self._heard = HeardTable()
-        self._hearing: dict[str, asyncio.Event] = {}  # addresses a connect waits to hear
+        self._listening = Listening(proxy.label)
         self._session_began = 0.0  # loop time the current session began
-        self._queues: set[asyncio.Queue[Advertisement]] = set()
         self._links: set[EsphomeLink] = set()
         self._pending = 0  # connections asked for that the proxy has not counted yet
         self.last_error: TransportError | None = None
         self.sessions = 0  # API sessions established so far
-        self.dropped_adverts = 0
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -173,8 +168,13 @@ class EsphomeTransport:
 
     def rssi(self, address: str) -> int | None:
         """The RSSI (dBm) of the latest advertisement of address this proxy heard."""
-        heard = self._heard.get(address.upper())
+        heard = self._listening.heard.get(address.upper())
         return heard.rssi if heard is not None else None
+
+    @property
+    def dropped_adverts(self) -> int:
+        """Advertisements a stream fell too far behind to take."""
+        return self._listening.dropped
 
     async def wait_ready(self, timeout: float, *, first_try: bool = False) -> ProxyInfo:
         """The proxy's info once a session is up; on timeout, the error that keeps it
@@ -304,7 +304,7 @@ class EsphomeTransport:
             silence.cancel()
             self._ready.clear()
             self._session = None
-            self._heard.clear()  # a proxy that comes back must hear each device again
+            self._listening.heard.clear()  # a proxy that comes back must hear each again
             for link in list(self._links):
                 link.drop()
             client.force_disconnect()
@@ -322,52 +322,17 @@ class EsphomeTransport:
 
     def _on_adverts(self, session: ProxySession, message: Any) -> None:
         session.heard_any = True
-        now = time.monotonic()
-        for raw in message.advertisements:
-            try:
-                adv = decode_raw_advertisement(raw.address, raw.rssi, raw.data)
-            except DecodeError as exc:
-                _LOGGER.debug("proxy %s: %s", self.proxy.label, exc)
-                continue
-            self._heard.note(adv.address, Heard(raw.rssi, raw.address_type, now))
-            waiting = self._hearing.pop(adv.address, None)
-            if waiting is not None:
-                waiting.set()
-            for queue in self._queues:
-                try:
-                    queue.put_nowait(adv)
-                except asyncio.QueueFull:
-                    self.dropped_adverts += 1
+        self._listening.on_adverts(message)
 
     # --- scanning --------------------------------------------------------------------
 
     def advertisements(self) -> AsyncIterator[Advertisement]:
         """What the proxy hears, as it arrives; nothing while the proxy is away."""
-        return self._advert_gen()
-
-    async def _advert_gen(self) -> AsyncGenerator[Advertisement, None]:
-        await self.start()
-        queue: asyncio.Queue[Advertisement] = asyncio.Queue(ADVERT_QUEUE_SIZE)
-        self._queues.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.discard(queue)
+        return self._listening.stream(before=self.start)
 
     async def scan(self, timeout: float) -> list[Advertisement]:
         """The latest advertisement of each device heard within timeout seconds."""
-        latest: dict[str, Advertisement] = {}
-        adverts = self._advert_gen()
-        try:
-            async with asyncio.timeout(timeout):
-                async for adv in adverts:
-                    latest[adv.address] = adv
-        except TimeoutError:
-            pass
-        finally:
-            await adverts.aclose()
-        return list(latest.values())
+        return await self._listening.latest(timeout, before=self.start)
 
     # --- connecting ------------------------------------------------------------------
 
@@ -394,7 +359,9 @@ class EsphomeTransport:
             raise AdapterNotReadyError(
                 f"{where}: the proxy only listens; set `bluetooth_proxy: active: true` in "
                 "its YAML to let it connect")
-        heard = self._heard.get(address) or await self._first_hearing(address, timeout)
+        # a session that began less than FIRST_HEARING s ago may not have heard it yet
+        heard = await self._listening.wait_for(address, min(
+            timeout, self._session_began + FIRST_HEARING - asyncio.get_running_loop().time()))
         if heard is None:
             raise DeviceNotFoundError(f"{where}: the proxy has not heard this device")
         if self.connections_free < 1:
@@ -413,19 +380,6 @@ class EsphomeTransport:
         finally:
             self._links.discard(link)
             await asyncio.shield(link.close())
-
-    async def _first_hearing(self, address: str, timeout: float) -> Heard | None:
-        """A session that began less than FIRST_HEARING s ago: wait for the device's
-        first advertisement until then (at most timeout); None if it was not heard."""
-        left = min(timeout, self._session_began + FIRST_HEARING
-                   - asyncio.get_running_loop().time())
-        if left <= 0:
-            return None
-        event = self._hearing.setdefault(address, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(left):
-                await event.wait()
-        return self._heard.get(address)
 
     async def _establish(self, session: ProxySession, link: EsphomeLink, heard: Heard,
                          timeout: float) -> None:
