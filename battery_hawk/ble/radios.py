@@ -32,11 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from battery_hawk.ble._merge import AdvertKey, Merge, pump_backoff
 from battery_hawk.ble.choice import ChoiceRules, RadioView, rank_radios
@@ -56,7 +58,7 @@ __all__ = ["RadioSet", "pump_backoff"]  # pump_backoff: from ble/_merge.py
 _LOGGER = logging.getLogger(__name__)
 
 DEDUPE_WINDOW = 2.0  # seconds: a copy of an advert from another radio within this is dropped
-KEEP_HEARD = 1024  # addresses remembered before old ones are pruned
+KEEP_HEARD = 1024  # addresses remembered before the older half is pruned
 # seconds in which a radio just added may fail to listen without counting as failing:
 # BlueZ tells every client of a new adapter by a signal, and bleak's copy may come after
 # ours (connections rank a radio that has heard nothing yet last: they are not affected)
@@ -252,11 +254,15 @@ class RadioSet:
         return sorted(ranked, key=lambda n: self._radios[n].failing is not None)
 
     def _note_heard(self, address: str, radio: str, rssi: int | None, now: float) -> None:
-        if address not in self._heard and len(self._heard) >= KEEP_HEARD:
-            horizon = now - self.rules.heard_within
-            self._heard = {a: h for a, h in self._heard.items()
-                           if max(when for _, when in h.values()) >= horizon}
-        self._heard.setdefault(address, {})[radio] = (rssi, now)
+        # the dict is kept in the order addresses were last heard (oldest first): a full
+        # table sheds its older half in one go, so a flood of random addresses (phones,
+        # trackers) costs O(1) per advert, not a rebuild of the whole table each time
+        heard = self._heard.pop(address, None)
+        if heard is None:
+            heard = {}
+            _shed_oldest_half(self._heard)
+        heard[radio] = (rssi, now)
+        self._heard[address] = heard
 
     def _record(self, address: str, radio: str, ok: bool) -> None:
         outcome = self._outcomes.setdefault((address, radio), _Outcome())
@@ -389,9 +395,8 @@ class RadioSet:
         seen = merge.delivered.get(key)
         if seen is not None and seen[0] != name and now - seen[1] < self._dedupe_window:
             return  # the same advert, heard on another radio as well
-        if len(merge.delivered) >= KEEP_HEARD:
-            merge.delivered = {k: v for k, v in merge.delivered.items()
-                               if now - v[1] < self._dedupe_window}
+        merge.delivered.pop(key, None)  # last delivered last, as in _note_heard
+        _shed_oldest_half(merge.delivered)
         merge.delivered[key] = (name, now)
         merge.put(dataclasses.replace(adv, radio=name))
 
@@ -415,3 +420,10 @@ class RadioSet:
                     best[address] = (rssi, name)
         return [dataclasses.replace(adv, rssi=best[a][0], radio=best[a][1]) if a in best
                 else adv for a, adv in latest.items()]
+
+
+def _shed_oldest_half(table: dict[Any, Any]) -> None:
+    """At KEEP_HEARD entries, drop the first (oldest) half of an insertion-ordered dict."""
+    if len(table) >= KEEP_HEARD:
+        for key in list(itertools.islice(table, len(table) - KEEP_HEARD // 2)):
+            del table[key]

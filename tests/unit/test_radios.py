@@ -225,6 +225,24 @@ async def test_a_radio_that_is_full_is_not_held_against_the_device() -> None:
         assert await link.read("x") == b"proxy"
 
 
+async def test_a_flood_of_random_addresses_keeps_the_tables_bounded() -> None:
+    hci0 = FakeRadio("hci0")
+    radios = radio_set(hci0)
+    rng = random.Random(3)
+    first = "02:00:00:00:00:01"
+    async with listening(radios, hci0):
+        hci0.hear(first, -80)
+        for batch in range(20):  # 20,000 phones and trackers with rotating addresses
+            for i in range(1000):
+                last = ":".join(f"{rng.randrange(256):02X}" for _ in range(6))
+                hci0.hear(last, -80, (batch * 1000 + i).to_bytes(3, "big"))
+            hci0.hear(A, -50)  # the monitor keeps advertising among them
+            await wait_until(lambda a=last: radios.hearing(a) != {} and
+                             radios.hearing(A) != {})
+    assert radios.hearing(A) == {"hci0": -50}  # heard lately: kept
+    assert radios.hearing(first) == {}  # heard 20,000 addresses ago: shed
+
+
 async def test_the_last_radios_error_is_raised_when_every_try_fails() -> None:
     hci0, hci1 = FakeRadio("hci0"), FakeRadio("hci1")
     hci0.fail = DeviceNotFoundError("hci0 does not see it")
