@@ -253,6 +253,16 @@ class RadioSet:
         ranked = rank_radios(self.views(address), self.rules)
         return sorted(ranked, key=lambda n: self._radios[n].failing is not None)
 
+    def _candidates(self, address: str) -> list[str]:
+        """choose(), without the radios that have not heard the device lately when some
+        have: a radio that never heard it would spend its connect timeout searching (and
+        its slot, and its scanning) for nothing."""
+        order = self.choose(address)
+        horizon = self._clock() - self.rules.heard_within
+        heard = self._heard.get(address, {})
+        recent = [n for n in order if n in heard and heard[n][1] >= horizon]
+        return recent or order
+
     def _note_heard(self, address: str, radio: str, rssi: int | None, now: float) -> None:
         # the dict is kept in the order addresses were last heard (oldest first): a full
         # table sheds its older half in one go, so a flood of random addresses (phones,
@@ -283,7 +293,7 @@ class RadioSet:
         BluetoothUnavailableError when the set has no radio at all.
         """
         address = address.upper()
-        order = self.choose(address)[: self._max_tries]
+        order = self._candidates(address)[: self._max_tries]
         if not order:
             raise BluetoothUnavailableError(
                 f"{address}: no Bluetooth radio to reach it (no adapter is present)")

@@ -209,6 +209,24 @@ async def test_when_the_best_radio_fails_the_next_one_reads_and_is_preferred_aft
     assert hci0.connects == [A] and hci1.connects == [A, A]
 
 
+async def test_a_radio_that_never_heard_the_device_is_not_tried_when_another_did() -> None:
+    proxy, hci0 = FakeRadio("proxy"), FakeRadio("hci0")
+    radios = radio_set(proxy, hci0)
+    async with listening(radios, proxy, hci0):
+        proxy.hear(A, -60)  # only the proxy hears A
+        hci0.hear(B, -60)
+        await wait_until(lambda: radios.hearing(A) and radios.hearing(B))
+    proxy.fail = AdapterNotReadyError("proxy: not connected")
+    with pytest.raises(AdapterNotReadyError):
+        async with radios.connect(A):
+            pass
+    assert hci0.connects == []  # it would only have searched for A, holding its slot
+    unheard = "AA:00:00:00:00:0C"  # heard by no radio (yet): every radio may try
+    async with radios.connect(unheard) as link:
+        assert await link.read("x") == b"hci0"
+    assert hci0.connects == [unheard]
+
+
 async def test_a_radio_that_is_full_is_not_held_against_the_device() -> None:
     proxy, hci0 = FakeRadio("proxy"), FakeRadio("hci0")
     radios = radio_set(proxy, hci0)
