@@ -69,7 +69,7 @@ class EsphomeTransport:
         connect_timeout: float = 20.0,
         operation_timeout: float = 10.0,
         api_timeout: float = 10.0,
-        keepalive: float = 20.0,
+        keepalive: float = 10.0,
         backoff: ReconnectionConfig = PROXY_BACKOFF,
         rng: random.Random | None = None,
         advert_silence: float = ADVERT_SILENCE,
@@ -390,6 +390,12 @@ class EsphomeTransport:
                     link.mac, link.on_state, timeout=timeout,
                     feature_flags=session.info.feature_flags, has_cache=False,
                     address_type=heard.address_type)
+                if not link.established and link.error == 0:
+                    # ESPHome answers "not connected" with no error code when every slot
+                    # is taken ("No free connections available", bluetooth_proxy.cpp)
+                    unsubscribe()
+                    raise OutOfSlotsError(f"{link.where}: the proxy has no free connection "
+                                          "slot (another client holds them)")
                 if not link.established:
                     unsubscribe()
                     why = ESP_CONNECTION_ERROR_DESCRIPTION.get(

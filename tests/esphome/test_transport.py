@@ -104,6 +104,18 @@ async def test_a_proxy_without_free_slots_is_not_asked_to_connect(
         assert await fetch_reading(transport, BM6, get_driver("bm6")(None), WAIT) == READING
 
 
+async def test_a_proxy_that_refuses_for_want_of_a_slot_says_it_is_full(
+    make_transport: TransportFactory,
+) -> None:
+    async with FakeEsphomeProxy([bm6(BM6, READING)], slots=2) as proxy:
+        transport = await make_transport(proxy)
+        await heard(transport, BM6)
+        proxy.busy = 2  # taken behind our back: the count we hold still says 2 free
+        with pytest.raises(OutOfSlotsError, match="no free connection slot"):
+            async with transport.connect(BM6):
+                pass
+
+
 async def test_a_killed_proxy_drops_the_link_and_is_reconnected(
     make_transport: TransportFactory,
 ) -> None:
