@@ -473,7 +473,8 @@ class App:
             self.metrics.observe_decode_error(device)
         else:
             self.metrics.observe_transport_error(device)
-            self.holders.connect_failed(device.device_id, time.monotonic())
+            if kind == "transport":  # a radio away or full says nothing of who holds it
+                self.holders.connect_failed(device.device_id, time.monotonic())
 
     def _gap_after(
         self, device_id: str, coordinator: DeviceCoordinator | None = None

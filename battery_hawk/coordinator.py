@@ -36,6 +36,7 @@ from battery_hawk.errors import (
     ConnectTimeoutError,
     DecodeError,
     NotAReading,
+    OutOfSlotsError,
     RadioStartingError,
     TransportError,
 )
@@ -68,7 +69,8 @@ class ReadingSink(Protocol):
     async def on_availability(self, device: DeviceInfo, online: bool) -> None: ...
 
     def on_error(self, device: DeviceInfo, kind: str) -> None:
-        """Count a failure: kind is "decode" or "transport"."""
+        """Count a failure: kind is "decode", "transport" (the device could not be read)
+        or "radio" (no radio could try: adapters off, proxies away or full)."""
         ...
 
 
@@ -378,10 +380,13 @@ class DeviceCoordinator:
             status.decode_errors += 1
         else:
             status.transport_errors += 1
-            # a radio that is away (an adapter off, a proxy gone) is no fault of the
-            # device: its breaker stays closed so the device is read as soon as it returns
-            if not isinstance(exc, CircuitOpenError | AdapterNotReadyError
-                              | BluetoothUnavailableError):
+            # a radio that is away or full (an adapter off, a proxy gone, every slot
+            # taken) is no fault of the device: its breaker stays closed so the device is
+            # read as soon as a radio can, and the sink hears it as the radio's ("radio")
+            if isinstance(exc, AdapterNotReadyError | BluetoothUnavailableError
+                          | OutOfSlotsError):
+                kind = "radio"
+            elif not isinstance(exc, CircuitOpenError):
                 self._breaker.record_failure()
         self._sink.on_error(self.info, kind)
         if not self._failing:  # one warning per run of failures; recovery logged once too

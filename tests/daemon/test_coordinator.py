@@ -16,6 +16,7 @@ from battery_hawk.coordinator import AUTO_REFRESH, DeviceCoordinator, offline_af
 from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
+    OutOfSlotsError,
     RadioStartingError,
     TransportError,
 )
@@ -150,8 +151,9 @@ class AwayRadio(SimTransport):
 
 
 @pytest.mark.parametrize("error", [AdapterNotReadyError("proxy 10.0.0.5:6053: not connected"),
-                                   BluetoothUnavailableError("no adapter hci1")])
-async def test_a_radio_away_does_not_open_the_devices_breaker(
+                                   BluetoothUnavailableError("no adapter hci1"),
+                                   OutOfSlotsError("proxy 10.0.0.5:6053: no free slot")])
+async def test_a_radio_away_or_full_does_not_open_the_devices_breaker(
     tmp_path: Path, error: TransportError
 ) -> None:
     clock = Clock()
@@ -164,7 +166,9 @@ async def test_a_radio_away_does_not_open_the_devices_breaker(
     for _ in range(10):
         clock.now += 10
         assert await coordinator.poll_once() is None
-    assert len(sink.errors) == 10 and coordinator.breaker_state == "closed"
+    assert coordinator.breaker_state == "closed"
+    # said as the radio's trouble: not a sign that the phone app holds the device
+    assert sink.errors == [(coordinator.info.device_id, "radio")] * 10
     away.error = None  # the radio is back: the very next poll reads
     clock.now += 10
     assert await coordinator.poll_once() is not None
