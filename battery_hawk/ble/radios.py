@@ -63,6 +63,8 @@ KEEP_HEARD = 1024  # addresses remembered before the older half is pruned
 # BlueZ tells every client of a new adapter by a signal, and bleak's copy may come after
 # ours (connections rank a radio that has heard nothing yet last: they are not affected)
 ADD_GRACE = 3.0
+FLAP_WINDOW = 60.0  # s: a radio dropped FLAP_COUNT times in this long is flapping
+FLAP_COUNT = 3
 GRACE_RETRY = 0.25
 RADIO_TROUBLE = (BluetoothUnavailableError, AdapterNotReadyError)
 
@@ -113,6 +115,8 @@ class RadioSet:
         self._last: dict[str, str] = {}
         self._merges: set[Merge] = set()
         self._dropped: set[str] = set()  # radios whose drop was logged, until they return
+        self._drops: dict[str, list[float]] = {}  # when each radio dropped, last FLAP_WINDOW
+        self._flapping: set[str] = set()  # radios whose drops and returns go to debug
 
     # --- the radios ------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class RadioSet:
         self._radios[name] = _Radio(name, transport, slots, free_slots, self._clock())
         if name in self._dropped:
             self._dropped.discard(name)
-            _LOGGER.info("%s is back: devices it hears best are read through it again", name)
+            self._say_back(name)
         else:
             _LOGGER.debug("radio %s added", name)
         for merge in self._merges:
@@ -163,7 +167,7 @@ class RadioSet:
             _LOGGER.debug("radio %s removed", name)
         elif name not in self._dropped:
             self._dropped.add(name)
-            _LOGGER.warning("%s dropped (%s); %s", name, reason, self._moving(name))
+            self._say_dropped(name, f" ({reason})")
         return True
 
     def relisten(self, name: str) -> None:
@@ -207,7 +211,7 @@ class RadioSet:
         radio.failing = str(exc)
         if len(self._radios) > 1 and name not in self._dropped:
             self._dropped.add(name)
-            _LOGGER.warning("%s dropped: %s; %s", name, exc, self._moving(name))
+            self._say_dropped(name, f": {exc}")
 
     def _radio_ok(self, name: str) -> None:
         radio = self._radios.get(name)
@@ -216,6 +220,31 @@ class RadioSet:
         radio.failing = None
         if name in self._dropped:
             self._dropped.discard(name)
+            self._say_back(name)
+
+    def _say_dropped(self, name: str, why: str) -> None:
+        """A drop, said once; a radio that keeps dropping and returning is said once as
+        such, and its drops and returns go to debug until it holds for FLAP_WINDOW."""
+        now = self._clock()
+        drops = [t for t in self._drops.get(name, []) if now - t < FLAP_WINDOW]
+        if not drops:
+            self._flapping.discard(name)  # steady for a while: say its drops again
+        drops.append(now)
+        self._drops[name] = drops
+        if name in self._flapping:
+            _LOGGER.debug("%s dropped%s", name, why)
+        elif len(drops) >= FLAP_COUNT:
+            self._flapping.add(name)
+            _LOGGER.warning("%s keeps dropping and coming back (%d times in %.0f s; now%s); "
+                            "its drops and returns are logged at debug until it holds for "
+                            "%.0f s", name, len(drops), now - drops[0], why, FLAP_WINDOW)
+        else:
+            _LOGGER.warning("%s dropped%s; %s", name, why, self._moving(name))
+
+    def _say_back(self, name: str) -> None:
+        if name in self._flapping:
+            _LOGGER.debug("%s is back", name)
+        else:
             _LOGGER.info("%s is back: devices it hears best are read through it again", name)
 
     # --- what the set knows of a device ------------------------------------------------

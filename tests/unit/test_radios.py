@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from battery_hawk.ble.link import NotifyCallback, Transport
-from battery_hawk.ble.radios import ADD_GRACE, RadioSet, pump_backoff
+from battery_hawk.ble.radios import ADD_GRACE, FLAP_WINDOW, RadioSet, pump_backoff
 from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
@@ -259,6 +259,32 @@ async def test_a_flood_of_random_addresses_keeps_the_tables_bounded() -> None:
                              radios.hearing(A) != {})
     assert radios.hearing(A) == {"hci0": -50}  # heard lately: kept
     assert radios.hearing(first) == {}  # heard 20,000 addresses ago: shed
+
+
+async def test_a_radio_that_keeps_dropping_is_said_once_as_such(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "battery_hawk.ble.radios")
+    hci0, hci1 = FakeRadio("hci0"), FakeRadio("hci1")
+    clock = Clock()
+    radios = radio_set(hci0, hci1, clock=clock)
+    for _ in range(100):  # a loose USB dongle: unplugged and back ten times a second
+        radios.remove_radio("hci1", "BlueZ removed it")
+        radios.add_radio("hci1", hci1)
+        clock.advance(0.1)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[:4] == [
+        "hci1 dropped (BlueZ removed it); its devices move to hci0",
+        "hci1 is back: devices it hears best are read through it again",
+        "hci1 dropped (BlueZ removed it); its devices move to hci0",
+        "hci1 is back: devices it hears best are read through it again",
+    ]
+    assert said[4].startswith("hci1 keeps dropping and coming back (3 times in 0 s")
+    assert len(said) == 5  # not 200 lines
+    clock.advance(FLAP_WINDOW)  # it held for a minute: its next drop is said again
+    radios.remove_radio("hci1", "BlueZ removed it")
+    assert caplog.records[-1].getMessage() == (
+        "hci1 dropped (BlueZ removed it); its devices move to hci0")
 
 
 async def test_the_last_radios_error_is_raised_when_every_try_fails() -> None:
