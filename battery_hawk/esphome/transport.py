@@ -50,6 +50,7 @@ _LOGGER = logging.getLogger(__name__)
 # that Home Assistant uses stays silent for us. Said once a session after this long.
 ADVERT_SILENCE = 60.0
 # reconnecting to a proxy: 1 s, doubling, at most a minute, +-20 %
+FLAP_SESSION = 5.0  # s: a session shorter than this ended "as soon as it began"
 STABLE_SESSION = 30.0  # s a proxy session must last to count as a recovery
 # s after a session begins in which a device it has not heard yet may still be heard: a
 # connection waits for its advertisement (bleak's BlueZ backend looks for an unknown
@@ -244,18 +245,20 @@ class EsphomeTransport:
                         held.cancel()
                 # only a session that held resets the backoff: a proxy that drops every
                 # session at once (rebooting, out of memory) is retried ever more slowly
-                stable = loop.time() - began >= self.stable_session
+                lasted = loop.time() - began
+                stable = lasted >= self.stable_session
                 if stable:
                     attempt = 0
                     said.clear()
-                flapping = not stable
+                # ended as soon as it began (not a proxy that ran a while, then went away)
+                flapping = lasted < min(FLAP_SESSION, self.stable_session)
                 if session.error is not None:
                     self.last_error = translate(session.error, f"proxy {self.proxy.label}",
                                                 "the API session", config_key=self.config_key)
                 else:
                     self.last_error = AdapterNotReadyError(
                         f"proxy {self.proxy.label}: the API session ended")
-                kind = "ended" if stable or attempt == 0 else "flapping"
+                kind = "flapping" if flapping and attempt > 0 else "ended"
                 if kind not in said:
                     said.add(kind)
                     if kind == "ended":

@@ -14,6 +14,7 @@ import pytest
 from battery_hawk.ble.radios import RadioSet
 from battery_hawk.config import EsphomeProxyConfig
 from battery_hawk.esphome.radios import add_proxies
+from battery_hawk.esphome.transport import FLAP_SESSION
 from tests.esphome.conftest import FAST, KEY, OTHER_KEY, TransportFactory
 from tests.fakeesphome.server import FakeEsphomeProxy
 from tests.support.brokers import wait_until
@@ -121,3 +122,23 @@ async def test_a_refused_key_names_the_proxys_place_in_the_config(
                                   "the encryption key: Invalid encryption key"), warnings
     assert warnings[0].endswith("(set bluetooth.esphome_proxies[1].encryption_key to the "
                                 "proxy's `api: encryption: key:`); retrying with backoff")
+
+
+async def test_a_proxy_that_ran_a_while_then_went_away_is_said_back_at_once(
+    make_transport: TransportFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with FakeEsphomeProxy() as proxy:
+        transport = await make_transport(proxy)  # stable_session: the default 30 s
+        await transport.wait_ready(WAIT)
+        await asyncio.sleep(FLAP_SESSION + 0.5)  # longer than a session that ends at once
+        caplog.clear()
+        await proxy.kill()
+        await wait_until(lambda: not transport.available, timeout=WAIT)
+        await asyncio.sleep(RETRIES)  # several failed reconnects
+        await proxy.start()
+        await transport.wait_ready(WAIT)
+        await asyncio.sleep(0.3)
+        # it ran a while before it went: coming back is said at once, not 30 s later
+        assert [m for m in said(caplog, logging.INFO) if "connected" in m] == [
+            f"proxy 127.0.0.1:{proxy.port}: fake-proxy (ESPHome 2025.11.0) connected again"]
