@@ -283,14 +283,19 @@ class RadioSet:
         return sorted(ranked, key=lambda n: self._radios[n].failing is not None)
 
     def _candidates(self, address: str) -> list[str]:
-        """choose(), without the radios that have not heard the device lately when some
-        have: a radio that never heard it would spend its connect timeout searching (and
-        its slot, and its scanning) for nothing."""
+        """choose(), narrowed: the radios that heard the device lately if any did; else
+        those that ever heard or read it (a device only a proxy hears, while the proxy is
+        away, is not searched for on the local adapters); else, for a device no radio
+        has heard yet, every radio. A radio that never heard a device would spend its
+        connect timeout searching, holding its slot and its scanning."""
         order = self.choose(address)
         horizon = self._clock() - self.rules.heard_within
         heard = self._heard.get(address, {})
         recent = [n for n in order if n in heard and heard[n][1] >= horizon]
-        return recent or order
+        if recent:
+            return recent
+        ever = [n for n in order if n in heard or self._last.get(address) == n]
+        return ever or order
 
     def _note_heard(self, address: str, radio: str, rssi: int | None, now: float) -> None:
         # the dict is kept in the order addresses were last heard (oldest first): a full
@@ -322,7 +327,11 @@ class RadioSet:
         BluetoothUnavailableError when the set has no radio at all.
         """
         address = address.upper()
-        order = self._candidates(address)[: self._max_tries]
+        order = self._candidates(address)
+        if address in self._heard or address in self._last:
+            order = order[: self._max_tries]
+        # else no radio has heard it yet (at start): each may try, a proxy that has not
+        # heard it either says so at once, and the adapter that can search is not cut off
         if not order:
             raise BluetoothUnavailableError(
                 f"{address}: no Bluetooth radio to reach it (no adapter is present)")

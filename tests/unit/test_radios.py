@@ -227,6 +227,30 @@ async def test_a_radio_that_never_heard_the_device_is_not_tried_when_another_did
     assert hci0.connects == [unheard]
 
 
+async def test_a_device_only_an_absent_proxy_ever_heard_is_not_searched_for_locally() -> None:
+    proxy, hci0 = FakeRadio("proxy"), FakeRadio("hci0")
+    clock = Clock()
+    radios = RadioSet(rng=random.Random(1), clock=clock)
+    radios.add_radio("proxy", proxy)
+    radios.add_radio("hci0", hci0)
+    clock.advance(ADD_GRACE)
+    async with listening(radios, proxy, hci0):
+        proxy.hear(A, -60)
+        await wait_until(lambda: radios.hearing(A))
+    clock.advance(radios.rules.heard_within + 1)  # the proxy went away long ago
+    proxy.fail = AdapterNotReadyError("proxy: not connected")
+    with pytest.raises(AdapterNotReadyError):
+        async with radios.connect(A):
+            pass
+    assert hci0.connects == []
+    # a device no radio has heard yet (at start): every radio may try, not only two
+    hci2 = FakeRadio("hci2")
+    radios.add_radio("hci2", hci2)
+    proxy.fail = hci0.fail = DeviceNotFoundError("not heard")
+    async with radios.connect(B) as link:
+        assert await link.read("x") == b"hci2"
+
+
 async def test_a_radio_that_is_full_is_not_held_against_the_device() -> None:
     proxy, hci0 = FakeRadio("proxy"), FakeRadio("hci0")
     radios = radio_set(proxy, hci0)
