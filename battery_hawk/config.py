@@ -403,7 +403,8 @@ def parse_config(
                            "config/battery-hawk.yaml shows the keys)", file=file, key="devices"))
     check_devices(config.devices, file, report, loader.kept.get("devices"))
     check_proxies(config.bluetooth.esphome_proxies, file, report,
-                   loader.kept.get("bluetooth.esphome_proxies"))
+                  loader.kept.get("bluetooth.esphome_proxies"),
+                  faulty=lambda key: any(p.key == key for p in problems))
     check_adapters(config.bluetooth, file, report)
     if config.site.enabled and not config.mqtt.enabled:
         report(ConfigError("the gateways of a site agree through the MQTT broker; set "

@@ -256,9 +256,11 @@ def check_devices(devices: tuple[DeviceConfig, ...], file: str | None,
 
 
 def check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
-                   report: Callable[[ConfigError], None],
-                   indices: list[int] | None = None) -> None:
-    """Each proxy's host and key, and no proxy listed twice."""
+                  report: Callable[[ConfigError], None],
+                  indices: list[int] | None = None,
+                  faulty: Callable[[str], bool] = lambda _key: False) -> None:
+    """Each proxy's key, and no proxy listed twice. faulty(key): the loader already
+    refused that key (a bad port stands at its default then, which proves no duplicate)."""
     seen: dict[str, int] = {}
     places = indices if indices is not None else list(range(len(proxies)))
     for index, proxy in zip(places, proxies, strict=True):
@@ -275,10 +277,13 @@ def check_proxies(proxies: tuple[EsphomeProxyConfig, ...], file: str | None,
             if proxy.password is not None:
                 fail("give either encryption_key or password: an encrypted proxy ignores "
                      "the legacy API password; remove password", "password")
-        if proxy.label in seen:
-            fail(f"{proxy.label} is also bluetooth.esphome_proxies[{seen[proxy.label]}]; "
+        if faulty(f"{key}.host") or faulty(f"{key}.port"):
+            continue
+        where = f"{proxy.host.lower().rstrip('.')}:{proxy.port}"  # names ignore case
+        if where in seen:
+            fail(f"{proxy.label} is also bluetooth.esphome_proxies[{seen[where]}]; "
                  "list each proxy once", "host")
-        seen.setdefault(proxy.label, index)
+        seen.setdefault(where, index)
 
 
 def proxy_key_problem(key: str) -> str | None:

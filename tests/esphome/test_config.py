@@ -84,3 +84,15 @@ def test_proxy_keys_are_secrets() -> None:
     parsed = parse_config(config([{"host": "10.0.0.5", "encryption_key": KEY},
                                   {"host": "10.0.0.6", "password": "hunter2"}]))
     assert {KEY, "hunter2"} <= set(parsed.secrets())
+
+
+def test_a_bad_port_makes_no_false_duplicate_and_host_names_ignore_case() -> None:
+    found = problems([
+        {"host": "127.0.0.1"},
+        {"host": "127.0.0.1", "port": 70000},  # refused: it stands at 6053 meanwhile
+        {"host": "Van-Proxy.local"},
+        {"host": "van-proxy.local"},
+    ])
+    assert set(found) == {"bluetooth.esphome_proxies[1].port",
+                          "bluetooth.esphome_proxies[3].host"}
+    assert "is also bluetooth.esphome_proxies[2]" in found["bluetooth.esphome_proxies[3].host"]
