@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--esphome-key", default=None, metavar="BASE64",
                       help="the proxy's `api: encryption: key:` (default: "
                       "$BATTERY_HAWK_ESPHOME_KEY, else none)")
+    scan.add_argument("--esphome-password", default=None, metavar="TEXT",
+                      help="the proxy's legacy `api: password:` (default: "
+                      "$BATTERY_HAWK_ESPHOME_PASSWORD, else none)")
 
     read = sub.add_parser(
         "read", parents=[common], help="one reading from one device, as JSON",

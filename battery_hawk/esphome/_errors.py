@@ -101,6 +101,9 @@ def failure_kind(exc: BaseException) -> str:
     return row.kind if row is not None else str(exc)
 
 
+SCAN_OPTIONS = "--esphome"  # config_key of `scan --esphome`: advice names its options
+
+
 def translate(exc: BaseException, where: str, doing: str, *, config_key: str = ""
               ) -> TransportError:
     """The TransportError for exc (the caller raises it ``from exc``).
@@ -120,7 +123,11 @@ def translate(exc: BaseException, where: str, doing: str, *, config_key: str = "
         return TransportError(f"{where}: {doing} failed: {detail}")
     if row.error is ConnectTimeoutError:
         return ConnectTimeoutError(f"{where}: {doing} timed out")
-    prefix = f"{config_key}." if config_key else ""
-    advice = row.advice.format(key=f"{prefix}encryption_key", password=f"{prefix}password")
+    if config_key == SCAN_OPTIONS:  # `battery-hawk scan --esphome`: its own options
+        key, password = "--esphome-key", "--esphome-password"
+    else:
+        prefix = f"{config_key}." if config_key else ""
+        key, password = f"{prefix}encryption_key", f"{prefix}password"
+    advice = row.advice.format(key=key, password=password)
     return row.error(f"{where}: {doing} failed: {row.kind}: {detail}"
                      + (f" ({advice})" if advice else ""))

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from typing import TextIO
 
 from battery_hawk.config import ESPHOME_API_PORT, EsphomeProxyConfig, proxy_key_problem
 from battery_hawk.errors import ConfigError
+from battery_hawk.esphome._errors import SCAN_OPTIONS
 from battery_hawk.models import Advertisement
 
-__all__ = ["ESPHOME_KEY_ENV", "parse_proxy", "scan_proxy_main"]
+__all__ = ["ESPHOME_KEY_ENV", "ESPHOME_PASSWORD_ENV", "parse_proxy", "scan_proxy_main"]
 
 ESPHOME_KEY_ENV = "BATTERY_HAWK_ESPHOME_KEY"  # keeps the key off the command line
+ESPHOME_PASSWORD_ENV = "BATTERY_HAWK_ESPHOME_PASSWORD"  # and the legacy password
 READY_TIMEOUT = 15.0  # seconds for the proxy's session to come up
 
 
@@ -59,12 +62,18 @@ async def scan_proxy_main(args: argparse.Namespace, out: TextIO = sys.stdout,
 
     host, port = args.esphome
     key = args.esphome_key or os.environ.get(ESPHOME_KEY_ENV) or None
+    password = args.esphome_password or os.environ.get(ESPHOME_PASSWORD_ENV) or None
     if key is not None and (problem := proxy_key_problem(key)) is not None:
         raise ConfigError(f"{problem}: give the proxy's `api: encryption: key:`",
                           key="--esphome-key")
-    proxy = EsphomeProxyConfig(host, port, encryption_key=key)
+    if key is not None and password is not None:
+        raise ConfigError("give either the key or the password: an encrypted proxy ignores "
+                          "the legacy API password", key="--esphome-password")
+    proxy = EsphomeProxyConfig(host, port, encryption_key=key, password=password)
     heard: dict[str, Advertisement] = {}
-    async with EsphomeTransport(proxy) as transport:
+    # the failure that ends the scan is printed once, below: the transport need not log it
+    logging.getLogger("battery_hawk.esphome").setLevel(logging.ERROR)
+    async with EsphomeTransport(proxy, config_key=SCAN_OPTIONS) as transport:
         info = await transport.wait_ready(READY_TIMEOUT, first_try=True)
         slots = (f"{transport.connections_free} of {transport.connections_limit} connection "
                  "slot(s) free" if info.connectable

@@ -43,7 +43,19 @@ async def test_scan_with_a_wrong_key_fails_naming_the_key() -> None:
     async with FakeEsphomeProxy(encryption_key=KEY) as proxy:
         code, _, err = await scan(proxy.port, "--esphome-key", OTHER_KEY)
     assert code == 1
-    assert "refused the encryption key" in err
+    assert "refused the encryption key" in err and "set --esphome-key" in err
+    assert "retrying" not in err  # the scan ends: said once, as the failure that ends it
+
+
+async def test_scan_logs_in_with_a_legacy_password() -> None:
+    async with FakeEsphomeProxy([bm6("5A:00:00:00:00:01", READING, rssi=-51)],
+                                password="secret") as proxy:
+        code, _, err = await scan(proxy.port, "--esphome-password", "wrong")
+        assert code == 1 and "refused the password" in err and "--esphome-password" in err
+        code, out, err = await scan(proxy.port,
+                                    env={"BATTERY_HAWK_ESPHOME_PASSWORD": "secret"})
+    assert code == 0, err
+    assert "5A:00:00:00:00:01" in out
 
 
 async def test_scan_with_a_malformed_key_is_a_usage_error() -> None:
