@@ -128,7 +128,7 @@ class LocalAdapters:
                 self._stand_ins.add(name)
                 self._add(name)
         if len(self._radios.names) > 1:
-            _LOGGER.info("Bluetooth adapters: %s", ", ".join(self._radios.names))
+            _LOGGER.info("Bluetooth radios: %s", ", ".join(self._radios.names))
         return self._radios.names
 
     async def stop(self) -> None:
