@@ -431,7 +431,11 @@ class _ConfigLoader(Loader):
     def _with_key_help(
         self, cls: type[Any], data: Mapping[Any, Any], key: str, exc: ConfigError
     ) -> ConfigError:
-        """A Victron key error also says where VictronConnect shows the key."""
+        """A Victron key error also says where VictronConnect shows the key; a list under
+        bluetooth.adapter points to bluetooth.adapters."""
+        if cls is BluetoothConfig and key == "adapter" and isinstance(data.get(key), list):
+            return ConfigError(f"{exc.reason}: for several adapters write "
+                               "bluetooth.adapters (with an s)", file=exc.file, key=exc.key)
         if cls is DeviceConfig and key == "key" and str(data.get("type", "")).lower() == "victron":
             from battery_hawk.protocols import VICTRON_KEY_HELP
 

@@ -269,3 +269,10 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path,
     assert main(["check-config", "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert "not UTF-8" in err and "0xe4" in err and "Traceback" not in err
+
+
+def test_a_list_of_adapters_under_adapter_points_to_adapters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = check(tmp_path, "bluetooth: {adapter: [hci0, hci1]}\ndevices:\n" + BM6, capsys)
+    assert "bluetooth.adapter:" in err and "bluetooth.adapters (with an s)" in err
