@@ -135,6 +135,8 @@ def _row(d: DeviceStatus, now: datetime) -> str:
                if d.quality else '<span class="muted">&ndash;</span>')
     if d.success_rate is not None:
         quality += f" <small>{d.success_rate * 100:.0f}&nbsp;% ok</small>"
+    if d.latest is not None and d.latest.radio:  # several radios: which one read it
+        quality += f"<br><small class='muted'>via {escape(d.latest.radio)}</small>"
     cells.append(f"<td>{quality}</td>")
     alerts = " ".join(f'<span class="badge alert">{escape(_alert_name(k))}</span>'
                       for k in d.alerts) or '<span class="muted">none</span>'

@@ -65,9 +65,19 @@ def test_page_lists_active_alerts_first_and_does_not_say_all_is_well() -> None:
     assert "12 s ago" in page and "never" in page
     assert page.count("<polyline") == 1
     assert "discharging" in page and "low in 2.5" in page
+    assert "via " not in page  # one radio: nothing to say which
     quiet = FakeProvider()
     calm = render_page(quiet.health(), quiet.statuses, NOW).decode()
     assert "No active alerts." in calm and "<title>battery-hawk: ok</title>" in calm
+
+
+def test_page_says_which_radio_read_each_device() -> None:
+    provider = alerting_provider(NOW)
+    car = provider.statuses[0]
+    assert car.latest is not None
+    provider.statuses[0] = replace(car, latest=replace(car.latest, radio="esphome:10.0.0.5:6053"))
+    page = render_page(provider.health(), provider.statuses, NOW).decode()
+    assert "via esphome:10.0.0.5:6053" in page
 
 
 async def _chromium(*args: str, timeout: float = 60.0) -> bytes:
