@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from battery_hawk.models import Advertisement
 
-__all__ = ["Link", "NotifyCallback", "RadioAware", "Transport"]
+__all__ = ["Link", "NotifyCallback", "RadioAware", "Transport", "latest_per_device"]
 
 NotifyCallback = Callable[[bytes], None]
 
@@ -55,3 +56,19 @@ class RadioAware(Protocol):
     def last_radio(self, address: str) -> str | None:
         """The radio of the last successful connection to the device, or None."""
         ...
+
+
+async def latest_per_device(adverts: AsyncGenerator[Advertisement, None], timeout: float
+                            ) -> dict[str, Advertisement]:
+    """The latest advertisement of each device ``adverts`` yields within ``timeout``
+    seconds, by address (one scan pass); ``adverts`` is closed after."""
+    latest: dict[str, Advertisement] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            async for adv in adverts:
+                latest[adv.address] = adv
+    except TimeoutError:
+        pass
+    finally:
+        await adverts.aclose()
+    return latest

@@ -42,7 +42,7 @@ from typing import Any
 
 from battery_hawk.ble._merge import AdvertKey, Merge, pump_backoff
 from battery_hawk.ble.choice import ChoiceRules, RadioView, rank_radios
-from battery_hawk.ble.link import Link, Transport
+from battery_hawk.ble.link import Link, Transport, latest_per_device
 from battery_hawk.errors import (
     AdapterNotReadyError,
     BluetoothUnavailableError,
@@ -451,17 +451,8 @@ class RadioSet:
     async def scan(self, timeout: float) -> list[Advertisement]:
         """One discovery pass on every radio: the latest advert of each device, with the
         RSSI and name of the radio that heard it best."""
-        latest: dict[str, Advertisement] = {}
+        latest = await latest_per_device(self._merged(), timeout)
         best: dict[str, tuple[int, str]] = {}
-        adverts = self._merged()
-        try:
-            async with asyncio.timeout(timeout):
-                async for adv in adverts:
-                    latest[adv.address] = adv
-        except TimeoutError:
-            pass
-        finally:
-            await adverts.aclose()
         for address in latest:
             for name, rssi in self.hearing(address).items():
                 if address not in best or rssi > best[address][0]:

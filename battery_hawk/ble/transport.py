@@ -45,7 +45,7 @@ from battery_hawk.ble._errors import (
 )
 from battery_hawk.ble._gate import AdapterGate, adapter_gate, to_advertisement
 from battery_hawk.ble.diagnose import diagnose
-from battery_hawk.ble.link import NotifyCallback
+from battery_hawk.ble.link import NotifyCallback, latest_per_device
 from battery_hawk.ble.recovery import (
     RecoveryEvent,
     RecoverySettings,
@@ -265,17 +265,7 @@ class BleakTransport:
 
     async def scan(self, timeout: float) -> list[Advertisement]:
         """One discovery pass: the latest advertisement of each device seen."""
-        latest: dict[str, Advertisement] = {}
-        adverts = self._advert_gen()
-        try:
-            async with asyncio.timeout(timeout):
-                async for adv in adverts:
-                    latest[adv.address] = adv
-        except TimeoutError:
-            pass
-        finally:
-            await adverts.aclose()
-        return list(latest.values())
+        return list((await latest_per_device(self._advert_gen(), timeout)).values())
 
     # --- connecting ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+from battery_hawk.ble.link import latest_per_device
 from battery_hawk.errors import DecodeError
 from battery_hawk.esphome.adverts import Heard, HeardTable, decode_raw_advertisement
 from battery_hawk.models import Advertisement
@@ -82,14 +83,4 @@ class Listening:
     async def latest(self, timeout: float, before: Callable[[], Awaitable[None]]
                      ) -> list[Advertisement]:
         """The latest advertisement of each device heard within timeout seconds."""
-        latest: dict[str, Advertisement] = {}
-        adverts = self.stream(before)
-        try:
-            async with asyncio.timeout(timeout):
-                async for adv in adverts:
-                    latest[adv.address] = adv
-        except TimeoutError:
-            pass
-        finally:
-            await adverts.aclose()
-        return list(latest.values())
+        return list((await latest_per_device(self.stream(before), timeout)).values())
