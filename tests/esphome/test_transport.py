@@ -145,11 +145,13 @@ async def test_a_proxy_that_drops_every_session_at_once_is_retried_ever_more_slo
     caplog.set_level(logging.INFO, "battery_hawk.esphome")
     async with FakeEsphomeProxy([bm6(BM6, READING)]) as proxy:
         proxy.flapping = True
-        await make_transport(proxy)  # backoff 50 ms doubling to 0.5 s
-        await asyncio.sleep(3.0)
-        # a reset after every session would retry every 50 ms (about 60 sessions); the
-        # backoff grows instead: 0.05 + 0.1 + 0.2 + 0.4 + 0.5 + ... s between sessions
-        assert 2 <= proxy.sessions <= 10, proxy.sessions
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await make_transport(proxy)  # backoff 50 ms doubling to 0.5 s, jitter 10 %
+        await wait_until(lambda: proxy.sessions >= 5, timeout=WAIT)
+        # a reset after every session would wait 4 x 50 ms for the fifth session; the
+        # backoff grows instead: at least 0.9 x (0.05 + 0.1 + 0.2 + 0.4) s in all
+        assert loop.time() - began >= 0.9 * 0.75, proxy.sessions
         said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(said) == 2, said  # the first drop, then that they keep dropping
 
