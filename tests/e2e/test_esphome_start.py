@@ -6,12 +6,13 @@ adapter's devices."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import yaml
@@ -32,23 +33,48 @@ POLL = 600  # s: a first reading that waited for the second visit would never co
 WAIT = 40.0
 
 
-async def run_daemon(config: Path, fake_bluez: FakeBlueZ, log: deque[str]
-                     ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
+class Daemon:
+    """`battery-hawk run` as a subprocess, its log kept (the last 400 lines)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: deque[str]) -> None:
+        self.proc, self.log = proc, log
+        assert proc.stderr is not None
+        self.drain = asyncio.create_task(collect(proc.stderr, log), name="daemon-log")
+
+    async def stop(self) -> None:
+        """SIGTERM; it must exit 0 within 30 s."""
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await self.proc.wait()
+            await self.drain
+        assert self.proc.returncode == 0, "\n".join(self.log)
+
+
+@contextlib.asynccontextmanager
+async def running(config: Path, fake_bluez: FakeBlueZ, mosquitto: Mosquitto,
+                  *proxies: FakeEsphomeProxy) -> AsyncIterator[tuple[Daemon, Subscriber]]:
+    """The daemon and a subscriber to its readings; on the way out the daemon is killed
+    if still running, its log shown if the test failed, and the proxies killed."""
+    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
+    await sub.start()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "battery_hawk", "run", "-c", str(config),
         env=fake_bluez.env(dict(os.environ)), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
-    return proc, asyncio.create_task(collect(proc.stderr, log), name="daemon-log")
-
-
-async def stop_daemon(proc: asyncio.subprocess.Process, drain: asyncio.Task[None],
-                      log: deque[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(30):
-        await proc.wait()
-        await drain
-    assert proc.returncode == 0, "\n".join(log)
+    daemon = Daemon(proc, deque(maxlen=400))
+    try:
+        yield daemon, sub
+    except BaseException:
+        print("\n".join(daemon.log))  # shown by pytest for a failed test
+        raise
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        daemon.drain.cancel()
+        await sub.stop()
+        for proxy in proxies:
+            await proxy.kill()
 
 
 async def get_json(http_port: int, path: str) -> object:
@@ -94,14 +120,10 @@ async def test_the_first_reading_through_a_proxy_comes_at_start_without_a_drop_w
         {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": POLL, "mode": "poll"}])
     with_proxy(config, proxy.port, local=False)
     fake_bluez.remove_adapter("hci0")
-    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
-    await sub.start()
-    log: deque[str] = deque(maxlen=400)
-    proc, drain = await run_daemon(config, fake_bluez, log)
-    try:
+    async with running(config, fake_bluez, mosquitto, proxy) as (daemon, sub):
         await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 1, timeout=WAIT)
         assert proxy.connects[REMOTE] == 1
-        warnings = [line for line in log if "WARNING" in line]
+        warnings = [line for line in daemon.log if "WARNING" in line]
         assert not [line for line in warnings if "dropped" in line or "esphome" in line], \
             warnings
         # which radio read it, and how the proxy is, as the HTTP API and metrics say
@@ -131,17 +153,7 @@ async def test_the_first_reading_through_a_proxy_comes_at_start_without_a_drop_w
         health = await get_json(http_port, "/health")
         assert (health["status"], health["proxies"]) == (  # type: ignore[index]
             "degraded", {"connected": 0, "total": 1, "away": [label]})
-        await stop_daemon(proc, drain, log)
-    except BaseException:
-        print("\n".join(log))
-        raise
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        drain.cancel()
-        await sub.stop()
-        await proxy.kill()
+        await daemon.stop()
 
 
 async def test_a_proxy_that_is_away_at_start_holds_up_no_local_device(
@@ -156,11 +168,7 @@ async def test_a_proxy_that_is_away_at_start_holds_up_no_local_device(
         {"address": LOCAL, "type": "bm6", "name": "Garage", "poll_interval": POLL, "mode": "poll"},
         {"address": REMOTE, "type": "bm6", "name": "Van", "poll_interval": POLL, "mode": "poll"}])
     with_proxy(config, proxy.port)
-    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
-    await sub.start()
-    log: deque[str] = deque(maxlen=400)
-    proc, drain = await run_daemon(config, fake_bluez, log)
-    try:
+    async with running(config, fake_bluez, mosquitto, proxy) as (daemon, sub):
         await wait_until(lambda: readings(sub)[device_id(LOCAL)] >= 1, timeout=WAIT)
         # the proxy comes after the first visit of its device failed: the device is read
         # soon after, not a poll interval later
@@ -168,17 +176,7 @@ async def test_a_proxy_that_is_away_at_start_holds_up_no_local_device(
                                timeout=WAIT)
         await proxy.start()
         await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 1, timeout=WAIT)
-        await stop_daemon(proc, drain, log)
-    except BaseException:
-        print("\n".join(log))
-        raise
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        drain.cancel()
-        await sub.stop()
-        await proxy.kill()
+        await daemon.stop()
 
 
 async def test_a_refused_key_is_said_once_naming_the_proxys_entry(
@@ -196,27 +194,12 @@ async def test_a_refused_key_is_said_once_naming_the_proxys_entry(
         {"host": "127.0.0.1", "port": good.port, "encryption_key": KEY},
         {"host": "127.0.0.1", "port": bad.port, "encryption_key": OTHER_KEY}]
     config.write_text(yaml.safe_dump(data))
-    sub = Subscriber(mosquitto.port, "battery_hawk/device/+/readings")
-    await sub.start()
-    log: deque[str] = deque(maxlen=400)
-    proc, drain = await run_daemon(config, fake_bluez, log)
-    try:
+    async with running(config, fake_bluez, mosquitto, good, bad) as (daemon, sub):
         await wait_until(lambda: readings(sub)[device_id(REMOTE)] >= 3, timeout=WAIT)
         await wait_until(lambda: bad.refused_keys >= 3, timeout=WAIT)  # retried meanwhile
-        await stop_daemon(proc, drain, log)
-        named = [line for line in log if "encryption_key" in line]
+        await daemon.stop()
+        named = [line for line in daemon.log if "encryption_key" in line]
         assert len(named) == 1 and "bluetooth.esphome_proxies[1].encryption_key" in named[0], \
             named
         label = f"127.0.0.1:{bad.port}"
-        assert not [line for line in log if f"proxy {label}: proxy {label}" in line]
-    except BaseException:
-        print("\n".join(log))
-        raise
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        drain.cancel()
-        await sub.stop()
-        await good.kill()
-        await bad.kill()
+        assert not [line for line in daemon.log if f"proxy {label}: proxy {label}" in line]
